@@ -1,0 +1,3 @@
+//! arfwire's integration tests: one binary, one module per concern.
+
+mod corpus;
