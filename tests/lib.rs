@@ -109,3 +109,24 @@ pub fn to_crlf(bytes: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Every `.eml` file under `dir`, recursively, sorted by path. A missing directory has none.
+pub fn eml_files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("read a fixtures directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "eml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}

@@ -127,14 +127,16 @@ fn main() {
 fn hostile_inputs() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
 
-    let mut flat = b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    let mut flat =
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
     for _ in 0..10_000 {
         flat.extend_from_slice(b"--b\r\n\r\n");
     }
     flat.extend_from_slice(b"--b--\r\n");
     out.push(("H1 10,000 flat parts", flat));
 
-    let mut bomb = b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    let mut bomb =
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
     while bomb.len() < 24_000_000 {
         bomb.extend_from_slice(b"--b\r\n\r\n");
     }
@@ -142,7 +144,9 @@ fn hostile_inputs() -> Vec<(&'static str, Vec<u8>)> {
 
     let mut deep = b"From: a@example.com\r\n".to_vec();
     for i in 0..100_000 {
-        deep.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=\"{i}\"\r\n\r\n--{i}\r\n").as_bytes());
+        deep.extend_from_slice(
+            format!("Content-Type: multipart/mixed; boundary=\"{i}\"\r\n\r\n--{i}\r\n").as_bytes(),
+        );
     }
     out.push(("H3 nesting depth 100,000", deep));
 

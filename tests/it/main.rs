@@ -1,3 +1,4 @@
 //! arfwire's integration tests: one binary, one module per concern.
 
 mod corpus;
+mod fixtures;

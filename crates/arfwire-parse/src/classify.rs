@@ -142,7 +142,31 @@ fn header_text<'a>(message: &'a Message<'a>, name: &'static str) -> Option<&'a s
         .filter(|s| !s.is_empty())
 }
 
-fn envelope_of(message: &Message<'_>, tree: &Tree<'_>) -> SubmissionHeader {
+/// The charset a mail declares for its text: the top-level `charset`, else the first text
+/// body part's. Used to read header fields written with raw 8-bit bytes.
+fn declared_charset(message: &Message<'_>) -> Option<String> {
+    let root_charset = message
+        .root_part()
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"));
+    let text_charset = || {
+        let id = *message.text_body.first()?;
+        message
+            .parts
+            .get(id as usize)?
+            .content_type()?
+            .attribute("charset")
+    };
+    root_charset
+        .or_else(text_charset)
+        .map(|c| c.trim().to_ascii_lowercase())
+}
+
+fn envelope_of(
+    message: &Message<'_>,
+    tree: &Tree<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> SubmissionHeader {
     let root = message.root_part();
     let (content_type, report_type) = match root.content_type() {
         Some(ct) => (
@@ -152,18 +176,46 @@ fn envelope_of(message: &Message<'_>, tree: &Tree<'_>) -> SubmissionHeader {
         ),
         None => (None, None),
     };
-    let from = message.from().and_then(|a| {
-        let addr = a.first()?;
-        let address = addr.address.as_deref()?.trim().to_owned();
-        Some(crate::types::Mailbox {
-            domain: crate::address::domain_of(&address).map(crate::address::normalise_domain),
-            name: addr.name.as_deref().map(|n| n.trim().to_owned()),
-            address,
-        })
-    });
+    let mut from = message.from().and_then(message::first_mailbox);
+    let mut subject = message.subject().map(|s| s.trim().to_owned());
+    let mut resent_from = message
+        .header("Resent-From")
+        .and_then(|v| v.as_address())
+        .and_then(message::first_mailbox);
+
+    // Header fields written in raw 8-bit: mail-parser reads them as lossy UTF-8. Read the
+    // header block again, decoded with the charset the mail declares.
+    let header_end = (root.offset_body as usize).min(message.raw_message.len());
+    let block = message.raw_message.get(..header_end).unwrap_or_default();
+    let charset = declared_charset(message);
+    if let Some((transcoded, label)) =
+        message::transcode_raw_header_block(block, charset.as_deref())
+    {
+        diags.push(Diagnostic::new(
+            Code::RawHeaderBytes,
+            format!(
+                "the submission's header fields hold unencoded non-ASCII text; read as {label}"
+            ),
+        ));
+        let mut buf = transcoded;
+        buf.extend_from_slice(b"\r\n\r\n");
+        if let Some(parsed) = MessageParser::new()
+            .with_address_headers()
+            .header_text(mail_parser::HeaderName::Subject)
+            .parse_headers(&buf[..])
+        {
+            from = parsed.from().and_then(message::first_mailbox).or(from);
+            subject = parsed.subject().map(|s| s.trim().to_owned()).or(subject);
+            resent_from = parsed
+                .header("Resent-From")
+                .and_then(|v| v.as_address())
+                .and_then(message::first_mailbox)
+                .or(resent_from);
+        }
+    }
     SubmissionHeader {
         from,
-        subject: message.subject().map(|s| s.trim().to_owned()),
+        subject,
         message_id: message.message_id().map(str::to_owned),
         date: header_text(message, "Date").map(str::to_owned),
         date_unix: message
@@ -174,6 +226,30 @@ fn envelope_of(message: &Message<'_>, tree: &Tree<'_>) -> SubmissionHeader {
         report_type,
         n_parts: tree.nodes.len(),
         depth: tree.depth,
+        resent_from,
+    }
+}
+
+/// Say so when pasted header lines had lost their folding.
+fn note_refolded(pasted: &inline::Pasted, diags: &mut Vec<Diagnostic>) {
+    if pasted.refolded > 0 {
+        diags.push(Diagnostic::new(
+            Code::PastedFoldingRepaired,
+            format!(
+                "{} pasted line(s) had lost their folding and were joined to the field above",
+                pasted.refolded
+            ),
+        ));
+    }
+}
+
+/// Say so when a `message/rfc822` part was transfer-encoded (and so had to be decoded).
+fn note_encoded_message(node: &Node<'_>, diags: &mut Vec<Diagnostic>) {
+    if is_message_type(&node.ctype) && node.part.encoding != mail_parser::Encoding::None {
+        diags.push(Diagnostic::new(
+            Code::EncodedMessagePart,
+            "the attached message was quoted-printable or base64 encoded; it was decoded",
+        ));
     }
 }
 
@@ -279,7 +355,7 @@ pub(crate) fn run(raw: &[u8], options: &ParseOptions) -> Outcome {
             "a MIME part has a transfer-encoding problem",
         ));
     }
-    let envelope = envelope_of(&message, &tree);
+    let envelope = envelope_of(&message, &tree, &mut diags);
     let ctx = Ctx {
         message: &message,
         tree: &tree,
@@ -437,7 +513,16 @@ impl<'m> Ctx<'_, 'm> {
         for &fb_idx in &feedback_nodes {
             let fb = self.node(fb_idx);
             let mut item_diags = Vec::new();
-            if fb.part.encoding != mail_parser::Encoding::None {
+            // RFC 5965 §7.1: the feedback part is 7bit. Base64, quoted-printable and 8bit
+            // all occur.
+            let declared_encoding = fb
+                .part
+                .content_transfer_encoding()
+                .map(|c| c.trim().to_ascii_lowercase())
+                .unwrap_or_default();
+            if fb.part.encoding != mail_parser::Encoding::None
+                || !matches!(declared_encoding.as_str(), "" | "7bit")
+            {
                 item_diags.push(Diagnostic::new(
                     Code::FeedbackPartEncoded,
                     "the feedback-report part is transfer-encoded",
@@ -530,6 +615,7 @@ impl<'m> Ctx<'_, 'm> {
                             format!("the reported message is typed {}", node.ctype),
                         ));
                     }
+                    note_encoded_message(node, &mut item_diags);
                     Some((
                         node.path.clone(),
                         message::build(&part_bytes(node), source, &mut item_diags),
@@ -569,11 +655,19 @@ impl<'m> Ctx<'_, 'm> {
             });
         }
         if !top_is_report && all_in_report {
-            // A forwarded ARF: the report sits inside another message. Fine, but say so.
-            diags.push(Diagnostic::new(
-                Code::NotMultipartReport,
-                "the report was found inside a forwarded message",
-            ));
+            let forwarded = feedback_nodes.iter().all(|&i| self.node(i).msg_level > 0);
+            if forwarded {
+                // A forwarded ARF: the report sits inside another message. Fine, but say so.
+                diags.push(Diagnostic::new(
+                    Code::ForwardedReport,
+                    "the report was found inside a forwarded message",
+                ));
+            } else {
+                diags.push(Diagnostic::new(
+                    Code::NotMultipartReport,
+                    "the report sits in a multipart/report nested inside another container",
+                ));
+            }
         }
         if diags
             .iter()
@@ -608,13 +702,13 @@ impl<'m> Ctx<'_, 'm> {
     fn jmrp(&self, diags: &mut Vec<Diagnostic>) -> Option<Outcome> {
         let subject = self.subject_lower();
         let from = self.sender_lower();
-        let claimed = subject
+        let subject_ip = subject
             .strip_prefix("complaint about message from ")
-            .and_then(|rest| arf::parse_ip(rest.trim()))
-            .map(|ip| ClaimedIp {
-                ip,
-                origin: "subject",
-            });
+            .map(str::trim);
+        let claimed = subject_ip.and_then(arf::parse_ip).map(|ip| ClaimedIp {
+            ip,
+            origin: "subject",
+        });
         let wrapped = from.ends_with("@hotmail.com") && from.starts_with("staff@")
             || subject.starts_with("complaint about message from");
         if wrapped {
@@ -632,6 +726,13 @@ impl<'m> Ctx<'_, 'm> {
                 .map(|&i| {
                     let node = self.node(i);
                     let mut d = Vec::new();
+                    if claimed.is_none() && subject_ip.is_some() {
+                        d.push(Diagnostic::new(
+                            Code::ClaimedIpUnreadable,
+                            "the subject names the source IP, but it is masked or not an address",
+                        ));
+                    }
+                    note_encoded_message(node, &mut d);
                     let message =
                         message::build(&part_bytes(node), MessageSource::Rfc822Part, &mut d);
                     Found {
@@ -685,9 +786,10 @@ impl<'m> Ctx<'_, 'm> {
             return None;
         }
         let text = self.text_body()?;
-        let (block, _) = inline::pasted_headers(text.as_bytes())?;
+        let pasted = inline::pasted_headers(text.as_bytes())?;
         let mut d = Vec::new();
-        let message = message::build(block, MessageSource::Pasted, &mut d);
+        note_refolded(&pasted, &mut d);
+        let message = message::build(&pasted.block, MessageSource::Pasted, &mut d);
         let claimed = text
             .lines()
             .find_map(|l| {
@@ -769,10 +871,22 @@ impl<'m> Ctx<'_, 'm> {
                 "an X-ARF notice about something other than a reported mail",
             ));
         }
-        if matches!(
-            local,
-            "mailer-daemon" | "postmaster" | "mail-daemon" | "mailerdaemon"
-        ) || from_name.contains("mail delivery")
+        if self
+            .message
+            .header_raw("X-MS-Exchange-Message-Is-Ndr")
+            .is_some()
+        {
+            return Some((NotReportReason::Bounce, "an Exchange non-delivery report"));
+        }
+        // A person forwarding a fake bounce (phishing dressed as a delivery failure), or a
+        // postmaster forwarding spam, writes "Fwd:" first: the subject and sender tests
+        // below are for real bounces only.
+        let forwarded = inline::is_forward_subject(&subject);
+        if !forwarded
+            && (matches!(
+                local,
+                "mailer-daemon" | "postmaster" | "mail-daemon" | "mailerdaemon"
+            ) || from_name.contains("mail delivery"))
         {
             return Some((NotReportReason::Bounce, "a bounce from a mail system"));
         }
@@ -792,7 +906,7 @@ impl<'m> Ctx<'_, 'm> {
             "nondeliverable",
             "email bounce notification",
         ];
-        if BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s)) {
+        if !forwarded && BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s)) {
             return Some((NotReportReason::Bounce, "a bounce (by its subject)"));
         }
         let auto_submitted = self
@@ -832,6 +946,7 @@ impl<'m> Ctx<'_, 'm> {
             }
             let mut d = Vec::new();
             if is_message_type(&node.ctype) {
+                note_encoded_message(node, &mut d);
                 let (idx, nested) = self.innermost(i, &mut d);
                 let inner = self.node(idx);
                 let message = message::build(&part_bytes(inner), MessageSource::Rfc822Part, &mut d);
@@ -964,24 +1079,75 @@ impl<'m> Ctx<'_, 'm> {
         )
     }
 
-    /// Inline forwards and pasted header blocks in the first text body.
+    /// The texts a person wrote, with the MIME path of the part each came from: the first
+    /// text/plain body, then the first HTML body converted to text.
+    fn person_texts(&self) -> Vec<(String, Cow<'m, str>)> {
+        let path_of = |part: &MessagePart<'_>| {
+            self.tree
+                .nodes
+                .iter()
+                .find(|n| n.msg_level == 0 && std::ptr::eq(n.part, part))
+                .map(|n| n.path.clone())
+                .unwrap_or_default()
+        };
+        let mut texts = Vec::new();
+        let mut seen = Vec::new();
+        let ids = self
+            .message
+            .text_body
+            .first()
+            .into_iter()
+            .chain(self.message.html_body.first());
+        for &id in ids {
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            let Some(part) = self.message.parts.get(id as usize) else {
+                continue;
+            };
+            match &part.body {
+                PartType::Text(text) => texts.push((path_of(part), Cow::Borrowed(text.as_ref()))),
+                PartType::Html(html) => {
+                    texts.push((path_of(part), Cow::Owned(inline::html_to_text(html))));
+                }
+                _ => {}
+            }
+        }
+        texts
+    }
+
+    /// Inline forwards and pasted header blocks in the text a person wrote.
     fn inline_forward(&self, diags: &mut Vec<Diagnostic>) -> Option<Outcome> {
-        let text = self.text_body()?;
-        if let Some((format, block)) = inline::forwarded(text.as_bytes()) {
+        let texts = self.person_texts();
+        let hints = inline::SubjectHints::of(&self.subject_lower());
+        for (path, text) in &texts {
+            let Some(forward) = inline::forwarded(text.as_bytes(), hints) else {
+                continue;
+            };
             let mut d = vec![Diagnostic::new(
                 Code::PartialHeaders,
                 "the reported message was forwarded inline; only its quoted header fields are known",
             )];
-            let mut message = message::build(block, MessageSource::InlineForward, &mut d);
+            if forward.n_found > 1 {
+                d.push(Diagnostic::new(
+                    Code::NestedForward,
+                    format!(
+                        "{} inline forwards are quoted inside each other; the innermost was taken",
+                        forward.n_found
+                    ),
+                ));
+            }
+            let mut message = message::build(forward.block, MessageSource::InlineForward, &mut d);
             if message.date.is_none() {
-                let (fs, _) = fields(block);
+                let (fs, _) = fields(forward.block);
                 message.date = fs.iter().find(|f| f.is("sent")).map(|f| f.unfolded());
             }
             return Some(self.finish(
                 ReportKind::ForwardInline,
-                format,
+                forward.format,
                 vec![Found {
-                    mime_path: "1".to_owned(),
+                    mime_path: path.clone(),
                     feedback: None,
                     message,
                     claimed_source_ip: None,
@@ -990,14 +1156,18 @@ impl<'m> Ctx<'_, 'm> {
                 std::mem::take(diags),
             ));
         }
-        if let Some((block, _)) = inline::pasted_headers(text.as_bytes()) {
+        for (path, text) in &texts {
+            let Some(pasted) = inline::pasted_headers(text.as_bytes()) else {
+                continue;
+            };
             let mut d = Vec::new();
-            let message = message::build(block, MessageSource::Pasted, &mut d);
+            note_refolded(&pasted, &mut d);
+            let message = message::build(&pasted.block, MessageSource::Pasted, &mut d);
             return Some(self.finish(
                 ReportKind::HeadersOnly,
                 ReportFormat::PastedHeaders,
                 vec![Found {
-                    mime_path: "1".to_owned(),
+                    mime_path: path.clone(),
                     feedback: None,
                     message,
                     claimed_source_ip: None,

@@ -107,6 +107,19 @@ codes! {
     MissingFrom = "missing_from", Warning;
     /// The reported message has no `Received:` fields, so the sending path is unknown.
     NoReceivedFields = "no_received_fields", Info;
+    /// A `message/rfc822` part was quoted-printable or base64 encoded (RFC 2046 allows only
+    /// 7bit, 8bit and binary); it was decoded.
+    EncodedMessagePart = "encoded_message_part", Info;
+    /// The feedback report sits inside a message that someone forwarded (a forwarded ARF).
+    ForwardedReport = "forwarded_report", Info;
+    /// Header fields hold unencoded non-ASCII text (raw 8-bit bytes, raw ISO-2022-JP); they
+    /// were decoded with the declared charset or windows-1252.
+    RawHeaderBytes = "raw_8bit_header", Warning;
+    /// Pasted header lines had lost their folding indentation; lines that are not fields were
+    /// read as continuations of the field above.
+    PastedFoldingRepaired = "pasted_folding_repaired", Info;
+    /// The reporter's subject named the source IP, but it was masked or not an address.
+    ClaimedIpUnreadable = "claimed_ip_unreadable", Info;
 }
 
 /// One tolerated deviation.

@@ -168,6 +168,9 @@ pub struct SubmissionHeader {
     pub n_parts: usize,
     /// Deepest nesting of multipart containers and messages.
     pub depth: usize,
+    /// First mailbox of `Resent-From:`: who redirected the mail, when someone did (for a
+    /// [`ReportKind::Redirect`] this is the reporter, and `from` is the reported sender).
+    pub resent_from: Option<Mailbox>,
 }
 
 /// One reported message and, for ARF shapes, the feedback report that describes it.

@@ -1,0 +1,33 @@
+//! PostgreSQL store for the tenant directory: the schema (`migrations/`), loading it into an
+//! [`arfwire_attribution::DirectorySnapshot`], importing directory files in one transaction,
+//! and a [`DirectoryHandle`] that picks up changes while the process runs.
+//!
+//! Queries are checked at run time (no database is needed to build) and every value is a bound
+//! parameter.
+//!
+//! Wiring for a `tenants import FILE` command:
+//!
+//! ```text
+//! let store = Store::connect(&database_url).await?;
+//! store.migrate().await?;
+//! let report = store.import_file(path, ImportMode::Merge).await?;   // .csv, .json or .toml
+//! println!("{report}");
+//! ```
+//!
+//! and for a long-running attributor:
+//!
+//! ```text
+//! let directory = DirectoryHandle::load(&store).await?;
+//! let _refresh = directory.spawn_refresh(store.clone(), Duration::from_secs(30));
+//! let snapshot = directory.current();   // Arc, cheap; re-take it per message
+//! ```
+
+pub mod error;
+pub mod handle;
+pub mod import;
+pub mod store;
+
+pub use error::{CsvIssue, CsvIssues, StoreError};
+pub use handle::{DirectoryHandle, VersionedDirectory};
+pub use import::{DirectoryFormat, DirectoryImport, parse, parse_csv, parse_json, parse_toml, read_file};
+pub use store::{ChangeCounts, ImportMode, ImportReport, MIGRATOR, Store};
