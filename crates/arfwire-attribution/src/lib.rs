@@ -8,6 +8,7 @@
 //! attribution strong; anything a reporter or sender could type is weaker evidence.
 
 pub mod directory;
+pub mod fields;
 pub mod ip;
 pub mod profile;
 pub mod received;
