@@ -56,6 +56,7 @@ fn diagnostics(diags: &[Diagnostic]) {
 
 fn envelope(e: &SubmissionHeader) {
     mailbox("envelope from", &e.from);
+    mailbox("envelope resent-from", &e.resent_from);
     opt("envelope subject", &e.subject);
     opt("envelope message-id", &e.message_id);
     opt("envelope date", &e.date);
@@ -132,8 +133,9 @@ fn message(m: &ReportedMessage) {
 }
 
 /// The reported header block is evidence: it must be bytes of the input, except where the
-/// parser had to decode to find it (a transfer encoding, a charset or HTML conversion of a
-/// text body, bare CR line endings read as LF).
+/// parser had to decode to find it (a transfer encoding, bare CR line endings read as LF) and
+/// for blocks quoted in a text body (inline forwards, pasted headers), which come from the
+/// decoded text and have lost folding restored.
 fn evidence(input: &[u8], m: &ReportedMessage) {
     if is_subslice(input, &m.header_block) {
         return;
@@ -141,17 +143,12 @@ fn evidence(input: &[u8], m: &ReportedMessage) {
     let encoded = contains_ignore_case(input, b"base64")
         || contains_ignore_case(input, b"quoted-printable");
     let bare_cr = !input.contains(&b'\n') && input.contains(&b'\r');
-    let from_text = matches!(
+    let quoted_in_text = matches!(
         m.source,
-        MessageSource::Pasted
-            | MessageSource::InlineForward
-            | MessageSource::HeadersPart
-            | MessageSource::Attachment
-    ) && (contains_ignore_case(input, b"charset")
-        || contains_ignore_case(input, b"html")
-        || is_subslice(&m.header_block, "\u{fffd}".as_bytes()));
+        MessageSource::Pasted | MessageSource::InlineForward
+    );
     assert!(
-        encoded || bare_cr || from_text,
+        encoded || bare_cr || quoted_in_text,
         "header block of a {:?} message is not a copy of input bytes",
         m.source
     );

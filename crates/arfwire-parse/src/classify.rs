@@ -117,20 +117,29 @@ fn flatten<'m>(root: &'m Message<'m>) -> Tree<'m> {
 }
 
 /// The raw bytes of a part's body: for a nested message, the message as it stands (decoded
-/// when it was transfer-encoded); for other parts, the decoded contents.
+/// when it was transfer-encoded); for a text part that was not transfer-encoded, its bytes
+/// as written (mail-parser's text is charset-decoded, which loses raw 8-bit header bytes);
+/// for other parts, the decoded contents.
 fn part_bytes<'m>(node: &Node<'m>) -> Cow<'m, [u8]> {
     let part = node.part;
+    let raw_body = || {
+        let start = part.offset_body as usize;
+        let end = (part.offset_end as usize).min(node.owner.raw_message.len());
+        node.owner.raw_message.get(start..end)
+    };
     match &part.body {
         PartType::Message(nested) => {
-            if part.encoding == mail_parser::Encoding::None {
-                let start = part.offset_body as usize;
-                let end = (part.offset_end as usize).min(node.owner.raw_message.len());
-                if start <= end {
-                    return Cow::Borrowed(&node.owner.raw_message[start..end]);
-                }
+            if part.encoding == mail_parser::Encoding::None
+                && let Some(bytes) = raw_body()
+            {
+                return Cow::Borrowed(bytes);
             }
             Cow::Owned(nested.raw_message.to_vec())
         }
+        PartType::Text(_) | PartType::Html(_) => match raw_body() {
+            Some(bytes) if part.encoding == mail_parser::Encoding::None => Cow::Borrowed(bytes),
+            _ => Cow::Owned(part.contents().to_vec()),
+        },
         _ => Cow::Owned(part.contents().to_vec()),
     }
 }

@@ -7,6 +7,10 @@ use crate::diag::{Code, Diagnostic};
 use crate::headers::{RawField, fields, looks_like_headers, split_header_block, strip_from_line};
 use crate::types::{DkimSignature, HeaderField, Mailbox, MessageSource, ReportedMessage};
 
+/// The most fields a second header block may have to be joined to the first (the erratum
+/// moves a few identity fields; a huge run of fields after the blank line is a body).
+const MAX_JOINED_FIELDS: usize = 200;
+
 /// Header names that, when found after a blank line, show the header block was split.
 const SPLIT_MARKERS: &[&str] = &["from", "to", "subject", "date", "message-id"];
 
@@ -123,11 +127,13 @@ pub(crate) fn build(
             let next = split_header_block(&data[body_start..]);
             let next_block = &data[body_start..body_start + next.header_end];
             let (next_fields, next_malformed) = fields(next_block);
-            let brings_missing = next_fields.iter().any(|f| {
-                SPLIT_MARKERS
-                    .iter()
-                    .any(|m| f.is(m) && !first_fields.iter().any(|g| g.is(m)))
-            });
+            // Which identity fields the first block lacks (one pass over each block).
+            let missing: Vec<&str> = SPLIT_MARKERS
+                .iter()
+                .copied()
+                .filter(|m| !first_fields.iter().any(|g| g.is(m)))
+                .collect();
+            let brings_missing = next_fields.iter().any(|f| missing.iter().any(|m| f.is(m)));
             // A first block that declares MIME structure is complete: what follows its blank
             // line is a body, even when that body is a message (message/rfc822 in
             // message/rfc822).
@@ -135,9 +141,13 @@ pub(crate) fn build(
                 .iter()
                 .any(|f| f.is("content-type") || f.is("mime-version"));
             let join = if has_from {
-                !declares_mime && next_malformed == 0 && next_fields.len() >= 2 && brings_missing
+                !declares_mime
+                    && next_malformed == 0
+                    && (2..=MAX_JOINED_FIELDS).contains(&next_fields.len())
+                    && brings_missing
             } else {
-                looks_like_headers(next_block, 1, SPLIT_MARKERS)
+                next_fields.len() <= MAX_JOINED_FIELDS
+                    && looks_like_headers(next_block, 1, SPLIT_MARKERS)
             };
             if join {
                 diagnostics.push(Diagnostic::new(
@@ -268,9 +278,7 @@ pub(crate) fn transcode_raw_header_block(
     let needs_8bit = block
         .split(|&b| b == b'\n')
         .any(|line| std::str::from_utf8(line).is_err());
-    let needs_iso2022 = block
-        .split(|&b| b == b'\n')
-        .any(has_iso2022_escape);
+    let needs_iso2022 = block.split(|&b| b == b'\n').any(has_iso2022_escape);
     if !needs_8bit && !needs_iso2022 {
         return None;
     }

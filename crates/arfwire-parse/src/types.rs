@@ -307,8 +307,10 @@ pub struct ReportedMessage {
     pub return_path: Option<String>,
     /// Every DKIM-Signature, in order.
     pub dkim_signatures: Vec<DkimSignature>,
-    /// Provider stamps kept for attribution: `X-MS-Exchange-*`, `X-Forefront-Antispam-Report`,
-    /// `X-OriginatorOrg`, `X-Microsoft-Antispam*`, `Authentication-Results`, `ARC-*`.
+    /// Provider stamps kept for attribution, in header order: `X-MS-*` (the
+    /// `X-MS-Exchange-CrossTenant-*` family among them), `X-Forefront-*`, `X-Microsoft-Antispam*`,
+    /// `X-OriginatorOrg`, `X-EOP*`, `Authentication-Results`, `ARC-*`, `Received-SPF`,
+    /// `X-Originating-IP`. Names are matched case-insensitively and kept as written.
     pub provider_headers: Vec<HeaderField>,
 }
 

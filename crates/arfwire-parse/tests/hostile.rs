@@ -1037,16 +1037,30 @@ fn h11_invalid_utf8_headers_keep_raw_bytes_and_decode_lossily() {
     );
 }
 
-/// The same header block sent as `text/rfc822-headers` must keep its bytes too.
+/// The same header block sent as `text/rfc822-headers` must keep its bytes too (mail-parser's
+/// text for the part has U+FFFD in place of bytes that are not UTF-8).
 #[test]
-#[ignore = "classify.rs reads text/rfc822-headers parts through mail-parser's decoded text, \
-            which replaces bytes that are not UTF-8 (see the report of the hostile-input work)"]
 fn h11_invalid_utf8_in_a_headers_part_keeps_raw_bytes() {
     let reported = invalid_utf8_message();
     let block = header_block_of(&reported);
     let input = arf_typed(REPORT_TYPE, FEEDBACK, "text/rfc822-headers", "", block);
     let submission = expect_report(run(&input));
     assert_eq!(submission.reports[0].message.header_block, block);
+}
+
+/// Found by fuzzing: a message/rfc822 part holding header fields and no blank line before the
+/// closing boundary is one mail-parser cannot read as a message; the part becomes text, and
+/// the evidence must still be its raw bytes, not that text (U+FFFD for bytes not UTF-8).
+#[test]
+fn h11_unparsable_reported_part_keeps_raw_bytes() {
+    let reported = b"From: <offers@spam.example>\r\nSubject: caf\xe9\r\n";
+    let mut input = arf(reported);
+    // No blank line between the reported header fields and the closing boundary.
+    let closing = input.len() - b"\r\n--arf--\r\n".len();
+    input.drain(closing..closing + 2);
+    let submission = expect_report(run(&input));
+    let block = &submission.reports[0].message.header_block;
+    assert!(contains(&input, block), "{:?}", String::from_utf8_lossy(block));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1158,8 +1172,6 @@ fn h12_message_rfc822_whose_body_is_message_rfc822_is_parsed() {
 
 /// The reported message is the wrapper; its header block ends at the wrapper's blank line.
 #[test]
-#[ignore = "message.rs joins the header block of the message inside (the RFC 5965 B.2 \
-            erratum repair) although the wrapper declares Content-Type: message/rfc822"]
 fn h12_wrapper_header_block_is_not_joined_with_the_message_inside() {
     let mut wrapper = b"From: fwd@fwd.example\r\nSubject: Fwd: wrapped\r\nMIME-Version: 1.0\r\n\
                         Content-Type: message/rfc822\r\n\r\n"
