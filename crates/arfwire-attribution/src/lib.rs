@@ -8,6 +8,7 @@
 //! attribution strong; anything a reporter or sender could type is weaker evidence.
 
 pub mod directory;
+mod engine;
 pub mod fields;
 pub mod ip;
 pub mod profile;
@@ -15,5 +16,6 @@ pub mod received;
 mod types;
 
 pub use directory::DirectorySnapshot;
+pub use engine::{Input, ReporterTier, VerifiedSignature, attribute};
 pub use profile::Profile;
 pub use types::*;

@@ -160,3 +160,129 @@ pub struct LogKeysV1 {
     /// When the message left the platform, RFC 3339 UTC.
     pub egress_time: Option<String>,
 }
+
+/// How far the reporter of the submission is trusted, from the submission's own DKIM, SPF and
+/// DMARC results and the list of known feedback-loop operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReporterTrustV1 {
+    /// `T1` (known feedback-loop operator, authenticated), `T2` (authenticated, not a known
+    /// operator) or `T3` (not authenticated: anything in the report could be forged).
+    pub tier: String,
+    /// The known operator, for `T1`.
+    pub operator: Option<String>,
+    /// One line per check, for a person.
+    pub reasons: Vec<String>,
+}
+
+fn confidence_v1(c: arfwire_attribution::Confidence) -> ConfidenceV1 {
+    use arfwire_attribution::Confidence as C;
+    match c {
+        C::None => ConfidenceV1::None,
+        C::Low => ConfidenceV1::Low,
+        C::Medium => ConfidenceV1::Medium,
+        C::High => ConfidenceV1::High,
+        C::Confirmed => ConfidenceV1::Confirmed,
+    }
+}
+
+fn location_v1(l: &arfwire_attribution::Location) -> LocationV1 {
+    LocationV1 {
+        header: l.header.clone(),
+        index: l.index.map(|i| i as u64),
+        raw: l.raw.replace('\0', "\u{fffd}"),
+    }
+}
+
+fn tenant_v1(t: &arfwire_attribution::TenantRef) -> TenantRefV1 {
+    TenantRefV1 {
+        id: t.id.clone(),
+        name: t.name.clone(),
+    }
+}
+
+fn round3(x: f32) -> f64 {
+    (f64::from(x) * 1000.0).round() / 1000.0
+}
+
+fn finding_v1(
+    f: &arfwire_attribution::IpFinding,
+    evidence: &[arfwire_attribution::Evidence],
+) -> IpFindingV1 {
+    let mut sources = vec![location_v1(&f.location)];
+    for id in &f.sources {
+        if let Some(e) = evidence.iter().find(|e| e.id == *id) {
+            let l = location_v1(&e.location);
+            if !sources.contains(&l) {
+                sources.push(l);
+            }
+        }
+    }
+    IpFindingV1 {
+        ip: f.ip,
+        port: f.port,
+        confidence: confidence_v1(f.confidence),
+        sources,
+        evidence_ids: f.sources.iter().map(|id| u64::from(*id)).collect(),
+    }
+}
+
+impl From<&arfwire_attribution::Attribution> for AttributionV1 {
+    fn from(a: &arfwire_attribution::Attribution) -> Self {
+        let finding = |f: &Option<arfwire_attribution::IpFinding>| {
+            f.as_ref().map(|f| finding_v1(f, &a.evidence))
+        };
+        AttributionV1 {
+            path_class: a.path.as_str().to_owned(),
+            provenance: a.provenance.as_str().to_owned(),
+            sending_tenant: a.tenant.as_ref().map(tenant_v1),
+            confidence: confidence_v1(a.tenant_confidence),
+            score: round3(a.tenant_score),
+            sending_tenant_candidates: a
+                .tenant_candidates
+                .iter()
+                .map(|c| TenantCandidateV1 {
+                    id: c.tenant.id.clone(),
+                    name: c.tenant.name.clone(),
+                    role: c.role.as_str().to_owned(),
+                    score: round3(c.score),
+                    confidence: confidence_v1(c.confidence),
+                    evidence_ids: c.evidence.iter().map(|id| u64::from(*id)).collect(),
+                })
+                .collect(),
+            recipient_tenant: a.recipient_tenant.as_ref().map(tenant_v1),
+            impersonated_tenants: a.impersonated_tenants.iter().map(tenant_v1).collect(),
+            egress_ip: finding(&a.egress),
+            reported_source_ip: finding(&a.reported_source_ip),
+            ingress_ip: finding(&a.ingress),
+            origin_ip: finding(&a.origin),
+            delivered_by_ip: finding(&a.delivered_by),
+            origin_kind: a.origin_kind.as_str().to_owned(),
+            log_keys: LogKeysV1 {
+                network_message_id: a.log_keys.network_message_id.clone(),
+                message_id: a.log_keys.message_id.clone(),
+                egress_ip: a.log_keys.egress_ip,
+                egress_port: a.log_keys.egress_port,
+                egress_time: a
+                    .log_keys
+                    .egress_time_unix
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            },
+            flags: a.flags.iter().map(|f| (*f).to_owned()).collect(),
+            evidence: a
+                .evidence
+                .iter()
+                .map(|e| EvidenceV1 {
+                    id: u64::from(e.id),
+                    kind: e.kind.as_str().to_owned(),
+                    tenant_id: e.tenant.clone(),
+                    value: e.value.replace('\0', "\u{fffd}"),
+                    location: location_v1(&e.location),
+                    trust: e.trust.as_str().to_owned(),
+                    weight: round3(e.weight),
+                })
+                .collect(),
+            explanation: a.explanation.clone(),
+        }
+    }
+}

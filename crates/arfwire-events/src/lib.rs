@@ -87,8 +87,8 @@ use arfwire_parse::{Outcome, PARSER_VERSION, RejectReason, ReportKind, Submissio
 use serde::Serialize;
 
 pub use attribution::{
-    AttributionV1, ConfidenceV1, EvidenceV1, IpFindingV1, LocationV1, LogKeysV1, TenantCandidateV1,
-    TenantRefV1,
+    AttributionV1, ConfidenceV1, EvidenceV1, IpFindingV1, LocationV1, LogKeysV1, ReporterTrustV1,
+    TenantCandidateV1, TenantRefV1,
 };
 pub use ids::{
     EVENT_ID_PREFIX, REJECTION_ID_PREFIX, SUBMISSION_ID_PREFIX, event_id, rejection_id,
@@ -306,5 +306,6 @@ fn abuse_event(
         reported_message: convert::reported_message(item),
         diagnostics,
         attribution: None,
+        reporter_trust: None,
     }
 }

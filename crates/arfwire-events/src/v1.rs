@@ -61,6 +61,21 @@ pub struct AbuseEventV1 {
     /// Which tenant sent the message and from where. Always `null` in this release; the
     /// shape is fixed by the schema.
     pub attribution: Option<AttributionV1>,
+    /// How far the submission's reporter is trusted; `None` when it was not evaluated
+    /// (offline runs without DNS).
+    #[serde(default)]
+    pub reporter_trust: Option<crate::attribution::ReporterTrustV1>,
+}
+
+impl AbuseEventV1 {
+    /// The Kafka key: the sending tenant's id, or `unattributed`, so that one tenant's
+    /// events stay in order on one partition.
+    pub fn partition_key(&self) -> &str {
+        self.attribution
+            .as_ref()
+            .and_then(|a| a.sending_tenant.as_ref())
+            .map_or("unattributed", |t| t.id.as_str())
+    }
 }
 
 /// A submission that yielded no event: not an abuse report, or refused.

@@ -4,6 +4,8 @@
 //! mbox files and writes one JSON line per abuse event or rejection; `parse` shows a person
 //! what the parser makes of one submission.
 
+mod attribution;
+mod explain;
 mod process;
 mod show;
 mod submission;
@@ -38,6 +40,8 @@ enum Command {
     Process(ProcessArgs),
     /// Show what the parser makes of one submission, for a person
     Parse(ParseArgs),
+    /// Explain, for a person, which tenant and IPs sent each reported message, and why
+    Explain(explain::ExplainArgs),
 }
 
 /// The long help of `arfwire process`.
@@ -83,6 +87,9 @@ struct ProcessArgs {
     /// reason "too_large" without being read into memory
     #[arg(long, value_name = "BYTES", default_value_t = arfwire_intake::DEFAULT_MAX_FILE_BYTES)]
     max_bytes: u64,
+
+    #[command(flatten)]
+    attribution: attribution::AttributionArgs,
 }
 
 /// Arguments of `arfwire parse`.
@@ -108,7 +115,7 @@ struct ParseArgs {
     max_bytes: u64,
 }
 
-fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&Utc))
         .map_err(|error| format!("not an RFC 3339 time ({error}); e.g. 2024-05-01T12:00:00Z"))
@@ -144,6 +151,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Process(args) => process::run(&args),
         Command::Parse(args) => show::run(&args),
+        Command::Explain(args) => explain::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

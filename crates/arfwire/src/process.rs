@@ -161,6 +161,7 @@ pub(crate) fn run(args: &ProcessArgs) -> anyhow::Result<()> {
     let mut sinks = Sinks::open(args)?;
     let outputs = output_paths(args);
     let progress = Progress::new(!args.no_progress);
+    let attributor = crate::attribution::Attributor::load(&args.attribution)?;
     let mut summary = Summary::default();
 
     let options = WalkOptions {
@@ -178,8 +179,15 @@ pub(crate) fn run(args: &ProcessArgs) -> anyhow::Result<()> {
         match decided {
             Some((outcome, intake)) => {
                 summary.record(&outcome);
-                for output in arfwire_events::derive(&outcome, &intake) {
-                    sinks.write(&output)?;
+                let mut outputs = arfwire_events::derive(&outcome, &intake);
+                if let Some(attributor) = attributor.as_ref() {
+                    let received_at = chrono::DateTime::parse_from_rfc3339(&intake.received_at)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .unwrap_or_else(|_| chrono::Utc::now());
+                    attributor.enrich(&outcome, &mut outputs, received_at);
+                }
+                for output in &outputs {
+                    sinks.write(output)?;
                 }
             }
             None => summary.input_errors += 1,

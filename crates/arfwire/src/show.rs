@@ -133,7 +133,7 @@ fn from_path(path: &Path, args: &ParseArgs) -> anyhow::Result<Vec<Shown>> {
 
 /// Text from a message made safe and tidy for a terminal: folded lines joined with one
 /// space, tabs as spaces, other control characters (escape sequences among them) escaped.
-fn text(value: &str) -> String {
+pub(crate) fn text(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut folding = false;
     for c in value.chars() {
