@@ -1302,9 +1302,10 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         if c.flags.contains("STAMP_INCONSISTENT") {
             tenant_confidence = tenant_confidence.lowered(Confidence::Low);
         }
-        if input.reporter_tier == ReporterTier::T3 && !has_e2 && tenant_confidence > Confidence::Medium {
-            tenant_confidence = Confidence::Medium;
-            c.say("the report itself is not authenticated, so its headers could be forged: at most MEDIUM without a signature we can verify".to_owned());
+        if input.reporter_tier == ReporterTier::T3 && !has_e2 {
+            // The label follows the evidence (spec §4: REPORT_UNAUTHENTICATED leaves the
+            // parse unchanged); automated action must also require an authenticated reporter.
+            c.say("the report itself is not authenticated (REPORT_UNAUTHENTICATED): its headers could be forged, so no automated action without confirmation".to_owned());
         }
         if let Some(t) = tenant.as_ref() {
             let summary: Vec<String> = top
@@ -1440,9 +1441,9 @@ fn directory_is_shared(directory: &DirectorySnapshot, id: &str) -> bool {
 
 fn tenants_for_domain(directory: &DirectorySnapshot, domain: &str, t: Option<i64>) -> Vec<String> {
     let mut ids: Vec<String> = directory
-        .by_domain(domain, t)
+        .domain_tenants(domain, t)
         .into_iter()
-        .map(|tenant| tenant.id.clone())
+        .map(str::to_owned)
         .collect();
     ids.sort();
     ids.dedup();
@@ -1461,7 +1462,7 @@ fn tenants_for_dkim(directory: &DirectorySnapshot, d: &str, s: &str, t: Option<i
     let mut ids: Vec<String> = directory
         .by_dkim(d, s, t)
         .into_iter()
-        .map(|tenant| tenant.id.clone())
+        .map(|selector| selector.tenant_id.clone())
         .collect();
     if ids.is_empty() {
         ids = tenants_for_initial_domain(directory, d, t);
@@ -1473,7 +1474,7 @@ fn dedicated_ip_tenants(directory: &DirectorySnapshot, ip: IpAddr, t: Option<i64
     directory
         .dedicated_ip(ip, t)
         .into_iter()
-        .map(|tenant| tenant.id.clone())
+        .map(|entry| entry.tenant_id.clone())
         .collect()
 }
 
