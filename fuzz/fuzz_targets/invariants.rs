@@ -140,8 +140,8 @@ fn evidence(input: &[u8], m: &ReportedMessage) {
     if is_subslice(input, &m.header_block) {
         return;
     }
-    let encoded = contains_ignore_case(input, b"base64")
-        || contains_ignore_case(input, b"quoted-printable");
+    let encoded =
+        contains_ignore_case(input, b"base64") || contains_ignore_case(input, b"quoted-printable");
     let bare_cr = !input.contains(&b'\n') && input.contains(&b'\r');
     let quoted_in_text = matches!(
         m.source,

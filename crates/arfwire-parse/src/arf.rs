@@ -137,9 +137,9 @@ pub(crate) fn parse_date(value: &str) -> Option<i64> {
     buf.extend_from_slice(b"Date: ");
     buf.extend_from_slice(value.as_bytes());
     buf.extend_from_slice(b"\n\n");
-    let message = mail_parser::MessageParser::new()
-        .with_date_headers()
-        .parse_headers(&buf[..])?;
+    static DATE_PARSER: std::sync::LazyLock<mail_parser::MessageParser> =
+        std::sync::LazyLock::new(|| mail_parser::MessageParser::new().with_date_headers());
+    let message = DATE_PARSER.parse_headers(&buf[..])?;
     let date = message.date()?;
     if date.is_valid() {
         Some(date.to_timestamp())

@@ -14,6 +14,19 @@ use std::borrow::Cow;
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
+/// The MIME parser, configured to decode only the header fields the classifier reads (MIME
+/// structure, addresses, dates, message ids, Subject); every other field stays raw. Received
+/// fields in particular are kept raw: attribution parses them with its own rules, so the
+/// typed parse mail-parser would do is wasted work on the hot path.
+static MIME_PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .with_address_headers()
+        .with_date_headers()
+        .with_message_ids()
+        .header_text(mail_parser::HeaderName::Subject)
+});
+
 use crate::ParseOptions;
 use crate::arf;
 use crate::diag::{Code, Diagnostic, Severity};
@@ -65,7 +78,7 @@ struct Tree<'m> {
 }
 
 /// Flatten the MIME tree iteratively (no recursion: depth is attacker-controlled).
-fn flatten<'m>(root: &'m Message<'m>) -> Tree<'m> {
+fn flatten<'m>(root: &'m Message<'m>, max_nodes: usize) -> Tree<'m> {
     let mut tree = Tree {
         nodes: Vec::new(),
         depth: 0,
@@ -75,6 +88,10 @@ fn flatten<'m>(root: &'m Message<'m>) -> Tree<'m> {
     type Pending<'m> = (&'m Message<'m>, u32, String, Option<usize>, usize, usize);
     let mut stack: Vec<Pending<'m>> = vec![(root, 0, String::new(), None, 0, 0)];
     while let Some((owner, part_id, path, parent, msg_level, depth)) = stack.pop() {
+        // Stop early on a tree larger than any limit: the caller refuses it anyway.
+        if tree.nodes.len() > max_nodes {
+            break;
+        }
         let Some(part) = owner.parts.get(part_id as usize) else {
             continue;
         };
@@ -99,6 +116,13 @@ fn flatten<'m>(root: &'m Message<'m>) -> Tree<'m> {
             PartType::Multipart(children) => {
                 // Push in reverse so that children come out in document order.
                 for (i, child) in children.iter().enumerate().rev() {
+                    // mail-parser can return a malformed tree in which a multipart lists
+                    // itself or an ancestor among its children; its parts are stored in
+                    // document order, so a real child always has a larger id. Anything else
+                    // would make this walk loop forever.
+                    if *child <= part_id {
+                        continue;
+                    }
                     let child_path = if path.is_empty() {
                         format!("{}", i + 1)
                     } else {
@@ -319,14 +343,14 @@ pub(crate) fn run(raw: &[u8], options: &ParseOptions) -> Outcome {
         );
     }
 
-    let Some(message) = MessageParser::default().parse(body) else {
+    let Some(message) = MIME_PARSER.parse(body) else {
         return rejected(
             RejectReason::NotMail,
             "no header fields were found, so the submission is not an RFC 5322 message",
             diags,
         );
     };
-    let tree = flatten(&message);
+    let tree = flatten(&message, limits.max_parts.saturating_add(1));
     if tree.nodes.len() > limits.max_parts {
         return rejected(
             RejectReason::TooManyParts,

@@ -79,7 +79,7 @@ mod nul_free {
 
     use crate::{
         DkimSignature, FeedbackField, FeedbackReport, HeaderField, Mailbox, NotReport, Outcome,
-        ReportedItem, ReportedMessage, Rejection, Submission, SubmissionHeader,
+        Rejection, ReportedItem, ReportedMessage, Submission, SubmissionHeader,
     };
 
     fn string(s: &mut String) {

@@ -1,8 +1,18 @@
 //! Hard resource limits and the linear pre-scan that enforces them before MIME parsing.
 //!
 //! mail-parser 0.11 has no limit on parts, depth, header count or header size, and some of
-//! its paths are super-linear (RFC 2231 continuations). Everything here is one pass over the
-//! bytes with constant memory, so a hostile submission costs at most a scan.
+//! its paths are super-linear (RFC 2231 continuations take quadratic time). Everything here
+//! is one pass over the bytes, so a hostile submission costs at most a scan. The exceptions
+//! cost a copy: a submission with bare CR line endings is scanned as the parse will read it
+//! (CR as LF), and a base64 or quoted-printable message/rfc822 part, which mail-parser
+//! decodes and parses as a message, is decoded and scanned too (at most four levels deep
+//! and twice the size limit in all).
+//!
+//! The scan is conservative where the raw text is ambiguous: mail-parser finds a boundary
+//! anywhere in a line, so any line that could start a header field is held to the field
+//! size limit, body lines included. A body line over 64 KiB that begins like a field
+//! (`word:` with no blank before the colon) is refused with it; transport line limits make
+//! such lines rare in real mail (long lines travel quoted-printable or base64).
 
 use crate::types::{RejectReason, Rejection};
 
@@ -107,6 +117,8 @@ struct Totals {
     containers: usize,
     /// Encoded bytes read by the decoders of transfer-encoded nested messages.
     decoded_input: usize,
+    /// A multipart/digest was declared, in which a part without Content-Type is a message.
+    digest: bool,
 }
 
 /// How a run of lines (a header block, or what may be one) says its body is encoded.
@@ -188,7 +200,7 @@ fn scan(data: &[u8], limits: &Limits, level: usize, totals: &mut Totals) -> Resu
 
     let mut pos = 0;
     while pos < data.len() {
-        let (line, next) = match data[pos..].iter().position(|&b| b == b'\n') {
+        let (line, next) = match memchr::memchr(b'\n', &data[pos..]) {
             Some(p) => (&data[pos..pos + p], pos + p + 1),
             None => (&data[pos..], data.len()),
         };
@@ -209,7 +221,7 @@ fn scan(data: &[u8], limits: &Limits, level: usize, totals: &mut Totals) -> Resu
         }
         if line.is_empty() {
             // No Content-Type reads as message/rfc822 inside multipart/digest.
-            let says_message = run_content_type.unwrap_or(true);
+            let says_message = run_content_type.unwrap_or(totals.digest);
             if let Some(encoding) = run_encoding
                 && says_message
                 && level < MAX_ENCODED_LEVELS
@@ -245,6 +257,13 @@ fn scan(data: &[u8], limits: &Limits, level: usize, totals: &mut Totals) -> Resu
             continue;
         }
         let is_continuation = matches!(line[0], b' ' | b'\t') && in_field;
+        // Fast path for ordinary body text (most lines, e.g. base64): a line with neither a
+        // colon nor a dash can be neither a field, a boundary nor a mid-line boundary.
+        if !is_continuation && memchr::memchr2(b':', b'-', line).is_none() {
+            in_field = false;
+            field_kind = FieldKind::Other;
+            continue;
+        }
         if !is_continuation && line.starts_with(b"--") {
             totals.boundary_lines += 1;
             // A boundary starts a new part header block.
@@ -307,7 +326,7 @@ fn scan(data: &[u8], limits: &Limits, level: usize, totals: &mut Totals) -> Resu
             // mail-parser finds `--boundary` anywhere in a line and reads a header field
             // after it on the same line ("--b Content-Type: ..."). Such a field is tracked
             // like any other when it is one whose value mail-parser parses.
-            if line.windows(2).any(|w| w == b"--") {
+            if memchr::memmem::find(line, b"--").is_some() {
                 if contains_ignore_case(line, b"content-type") {
                     field_kind = FieldKind::ContentType;
                     run_content_type.get_or_insert(false);
@@ -333,8 +352,13 @@ fn scan(data: &[u8], limits: &Limits, level: usize, totals: &mut Totals) -> Resu
             }
         }
         match field_kind {
-            FieldKind::ContentType if contains_ignore_case(value, b"message") => {
-                run_content_type = Some(true);
+            FieldKind::ContentType => {
+                if contains_ignore_case(value, b"message") {
+                    run_content_type = Some(true);
+                }
+                if contains_ignore_case(value, b"digest") {
+                    totals.digest = true;
+                }
             }
             FieldKind::TransferEncoding => {
                 if contains_ignore_case(value, b"base64") {

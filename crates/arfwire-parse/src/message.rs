@@ -2,6 +2,15 @@
 
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
+/// Decodes the fields of a reported header block that the event carries decoded.
+static HEADER_PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+    MessageParser::new()
+        .with_address_headers()
+        .with_date_headers()
+        .with_message_ids()
+        .header_text(HeaderName::Subject)
+});
+
 use crate::address::{domain_of, normalise_domain, strip_angles};
 use crate::diag::{Code, Diagnostic};
 use crate::headers::{RawField, fields, looks_like_headers, split_header_block, strip_from_line};
@@ -193,7 +202,7 @@ pub(crate) fn build(
         provider_headers: Vec::new(),
     };
     fill_from_raw_fields(&mut message, &raw_fields);
-    fill_decoded(&mut message, header_block, &raw_fields, diagnostics);
+    fill_decoded(&mut message, &raw_fields, diagnostics);
     if message.from.is_none() && !raw_fields.is_empty() {
         diagnostics.push(Diagnostic::new(
             Code::MissingFrom,
@@ -275,9 +284,11 @@ pub(crate) fn transcode_raw_header_block(
 ) -> Option<(Vec<u8>, &'static str)> {
     use mail_parser::decoders::charsets::map::charset_decoder;
 
-    let needs_8bit = block
-        .split(|&b| b == b'\n')
-        .any(|line| std::str::from_utf8(line).is_err());
+    // Fast path: plain ASCII without an escape byte needs no transcoding (almost every block).
+    if block.is_ascii() && !block.contains(&0x1b) {
+        return None;
+    }
+    let needs_8bit = std::str::from_utf8(block).is_err();
     let needs_iso2022 = block.split(|&b| b == b'\n').any(has_iso2022_escape);
     if !needs_8bit && !needs_iso2022 {
         return None;
@@ -350,17 +361,21 @@ fn known_label(label: &str) -> &'static str {
 /// Decode From, Subject, Date and Message-ID with mail-parser (RFC 2047, charsets).
 fn fill_decoded(
     message: &mut ReportedMessage,
-    header_block: &[u8],
     raw_fields: &[RawField<'_>],
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let raw = |name: &str| raw_fields.iter().find(|f| f.is(name));
-    // A joined block (the B.2 erratum) keeps its blank line in `header_block`; the parse
-    // must not stop there.
-    let mut buf = Vec::with_capacity(header_block.len() + 4);
-    for line in header_block.split_inclusive(|&b| b == b'\n') {
-        if !matches!(line, b"\n" | b"\r\n") {
-            buf.extend_from_slice(line);
+    // Only four fields are decoded, so only they are handed to mail-parser: the first From,
+    // Subject, Date and Message-ID, rebuilt from the raw fields (which also skips the blank
+    // line a joined B.2 block keeps). Parsing the whole block would decode every other field
+    // for nothing.
+    let mut buf = Vec::with_capacity(512);
+    for name in ["from", "subject", "date", "message-id"] {
+        if let Some(field) = raw(name) {
+            buf.extend_from_slice(field.name);
+            buf.push(b':');
+            buf.extend_from_slice(field.value);
+            buf.extend_from_slice(b"\r\n");
         }
     }
     let hint = raw("content-type").and_then(|f| charset_param(&f.unfolded()));
@@ -375,12 +390,7 @@ fn fill_decoded(
         buf.extend_from_slice(b"\r\n");
     }
     buf.extend_from_slice(b"\r\n");
-    let parsed = MessageParser::new()
-        .with_address_headers()
-        .with_date_headers()
-        .with_message_ids()
-        .header_text(HeaderName::Subject)
-        .parse_headers(&buf[..]);
+    let parsed = HEADER_PARSER.parse_headers(&buf[..]);
     if let Some(parsed) = parsed.as_ref() {
         message.from = parsed.from().and_then(first_mailbox);
         message.subject = parsed

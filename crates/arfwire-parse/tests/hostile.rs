@@ -682,6 +682,36 @@ fn h6_rfc2231_bomb_in_an_encoded_reported_message_is_rejected() {
     }
 }
 
+/// In multipart/digest a part without Content-Type is a message/rfc822, so an encoded one is
+/// decoded and scanned too; elsewhere such a part is text and is left alone.
+#[test]
+fn h6_rfc2231_bomb_in_an_encoded_digest_part_is_rejected() {
+    let reported = format!(
+        "From: a@spam.example\r\nSubject: bomb\r\n{}\r\nbody\r\n",
+        rfc2231_bomb(20_000)
+    )
+    .into_bytes();
+    let part = |container: &str| {
+        let mut m = format!(
+            "From: a@spam.example\r\nSubject: digest\r\nMIME-Version: 1.0\r\n\
+             Content-Type: {container}; boundary=\"d\"\r\n\r\n\
+             --d\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        )
+        .into_bytes();
+        m.extend_from_slice(&base64(&reported, CRLF));
+        m.extend_from_slice(b"\r\n--d--\r\n");
+        m
+    };
+    expect_rejected(
+        &run(&part("multipart/digest")),
+        RejectReason::HeaderFieldTooLarge,
+    );
+    assert!(!matches!(
+        run(&part("multipart/mixed")),
+        Outcome::Rejected(_)
+    ));
+}
+
 /// Regression: mail-parser starts a part's header right after `--boundary`, also when that
 /// stands in the middle of a line or is followed by a blank, where the pre-scan saw no field.
 #[test]
@@ -901,9 +931,6 @@ fn h9_quoted_printable_edge_cases_are_deterministic() {
 /// on; builds with overflow checks panic, which `parse` contains as a parser failure. The
 /// workspace turns off debug assertions for mail-parser but not overflow checks.
 #[test]
-#[ignore = "needs `overflow-checks = false` under [profile.dev.package.mail-parser] in the \
-            workspace Cargo.toml (mail-parser 0.11.9 underflows in its quoted-printable \
-            decoder; release builds wrap harmlessly)"]
 fn h9_quoted_printable_soft_break_right_before_the_boundary() {
     for body in [&b"="[..], b"=\r\n=\r\n=\r\n", b"=\r\n"] {
         run_twice(&arf_encoded("quoted-printable", body));
@@ -915,7 +942,9 @@ fn qp_submission(body: &[u8]) -> Vec<u8> {
     let mut input = arf_header("text/plain; charset=utf-8").into_bytes();
     input.splice(
         input.len() - 2..input.len() - 2,
-        b"Content-Transfer-Encoding: quoted-printable\r\n".iter().copied(),
+        b"Content-Transfer-Encoding: quoted-printable\r\n"
+            .iter()
+            .copied(),
     );
     input.extend_from_slice(body);
     input
@@ -950,6 +979,17 @@ fn h10_nul_bytes_in_headers_and_body_keep_evidence_and_stay_out_of_strings() {
     top.extend_from_slice(b"\r\n-----Original Message-----\r\nFrom: s\0@spam.example\r\n");
     top.extend_from_slice(b"Subject: pas\0ted\r\nDate: today\0\r\n\r\nbody\r\n");
     run_twice(&top);
+}
+
+#[test]
+fn h10_nul_bytes_in_feedback_fields_on_their_own() {
+    let body = b"Feedback-Type: ab\0use\r\nUser-Agent: x\0\r\nVersion: 1\r\n\
+                 X-A\0B: c\r\nX-Ext: \0\r\nReported-URI: <http://a\0b.example/>\r\n";
+    let (report, diagnostics) =
+        arfwire_parse::parse_feedback_fields(body, &arfwire_parse::Limits::default());
+    check_feedback(&report);
+    check_diagnostics(&diagnostics);
+    assert_eq!(report.feedback_type.as_deref(), Some("ab\u{fffd}use"));
 }
 
 #[test]
@@ -1060,7 +1100,11 @@ fn h11_unparsable_reported_part_keeps_raw_bytes() {
     input.drain(closing..closing + 2);
     let submission = expect_report(run(&input));
     let block = &submission.reports[0].message.header_block;
-    assert!(contains(&input, block), "{:?}", String::from_utf8_lossy(block));
+    assert!(
+        contains(&input, block),
+        "{:?}",
+        String::from_utf8_lossy(block)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1178,6 +1222,19 @@ fn h12_wrapper_header_block_is_not_joined_with_the_message_inside() {
         .to_vec();
     wrapper.extend_from_slice(&spam());
     single_arf_item(run(&arf(&wrapper)), &wrapper);
+}
+
+/// Found by fuzzing: for this 150-byte shape (a message/rfc822 part whose message has no
+/// header fields and starts with another boundary-like line) mail-parser 0.11.9 returns a
+/// multipart whose children include itself and its parent. Walking that tree without a guard
+/// never ends and exhausts memory, which no `catch_unwind` can contain.
+#[test]
+fn h12_cyclic_part_tree_from_mail_parser_terminates() {
+    let input = b"From: a@spam.example\nContent-Type: multipart/mixed; boundary=\"B\"\n\n\
+                  --B\nContent-Type: message/rfc822\n\n\
+                  --X\nContent-Type: message/rfc822\n\nY: z\n\n\
+                  --B\nContent-Type: message/rfc822\n\nW: v\n\nbody\n\n--B--\n";
+    run_twice(input);
 }
 
 #[test]
