@@ -368,7 +368,12 @@ impl CsvBuilder {
         })
     }
 
-    fn required<'r>(&mut self, row: &'r Row<'_>, column: Column, kind: RowKind) -> Result<&'r str, ()> {
+    fn required<'r>(
+        &mut self,
+        row: &'r Row<'_>,
+        column: Column,
+        kind: RowKind,
+    ) -> Result<&'r str, ()> {
         let text = row.get(column);
         if text.is_empty() {
             self.issue(
@@ -453,7 +458,9 @@ impl CsvBuilder {
     }
 
     fn domain_row(&mut self, row: &Row<'_>, tenant_id: &str) -> Result<(), ()> {
-        let domain = self.required(row, Column::Value, RowKind::Domain)?.to_owned();
+        let domain = self
+            .required(row, Column::Value, RowKind::Domain)?
+            .to_owned();
         let include_subdomains = self.boolean(row, Column::IncludeSubdomains)?;
         let valid_from = self.time(row, Column::ValidFrom)?;
         let valid_to = self.time(row, Column::ValidTo)?;
@@ -470,7 +477,9 @@ impl CsvBuilder {
 
     fn dkim_row(&mut self, row: &Row<'_>, tenant_id: &str) -> Result<(), ()> {
         let domain = self.required(row, Column::Value, RowKind::Dkim)?.to_owned();
-        let selector = self.required(row, Column::Selector, RowKind::Dkim)?.to_owned();
+        let selector = self
+            .required(row, Column::Selector, RowKind::Dkim)?
+            .to_owned();
         let fingerprint = row.get(Column::KeyFingerprint);
         let active_from = self.time(row, Column::ValidFrom)?;
         let active_to = self.time(row, Column::ValidTo)?;
@@ -580,7 +589,10 @@ pub fn parse_csv(text: &str) -> Result<DirectoryImport, StoreError> {
     let mut header_issues = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for (position, name) in headers.iter().enumerate() {
-        let name = name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase();
+        let name = name
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase();
         if !seen.insert(name.clone()) {
             header_issues.push(format!("column {name:?} appears twice"));
             continue;
@@ -660,7 +672,10 @@ pub fn parse_csv(text: &str) -> Result<DirectoryImport, StoreError> {
                 let line = builder.line_of(issue.entry);
                 let mut message = issue.message.clone();
                 if let Some(other) = issue.other {
-                    message.push_str(&format!(" (conflicts with line {})", builder.line_of(other)));
+                    message.push_str(&format!(
+                        " (conflicts with line {})",
+                        builder.line_of(other)
+                    ));
                 }
                 builder.issue(line, message);
             }
@@ -722,7 +737,9 @@ mod tests {
             vec!["t2"]
         );
         assert_eq!(
-            snapshot.by_initial_domain("one.onmicrosoft.test").map(|t| t.id.as_str()),
+            snapshot
+                .by_initial_domain("one.onmicrosoft.test")
+                .map(|t| t.id.as_str()),
             Some("t1")
         );
         assert_eq!(snapshot.domains()[0].domain, "one.test");
@@ -734,7 +751,10 @@ mod tests {
         assert!(connector.exclusive);
         assert_eq!(connector.tls_cert_domains, vec!["mx.two.test"]);
         assert!(snapshot.is_shared("t3"));
-        assert_eq!(snapshot.tenant("t2").map(|t| t.display_name.as_str()), Some("Two"));
+        assert_eq!(
+            snapshot.tenant("t2").map(|t| t.display_name.as_str()),
+            Some("Two")
+        );
     }
 
     #[test]
@@ -769,15 +789,27 @@ mod tests {
         assert!(text_of(9).contains("not a boolean"));
         assert!(text_of(10).contains("has 4 fields"));
         // A duplicate found by directory validation still points at its line and the first.
-        assert!(text_of(11).contains("conflicts with line 2"), "{}", text_of(11));
+        assert!(
+            text_of(11).contains("conflicts with line 2"),
+            "{}",
+            text_of(11)
+        );
     }
 
     #[test]
     fn csv_header_problems() {
         let issues = csv_issues("tenant,kind,value\n");
         assert!(issues.iter().all(|i| i.line == 1));
-        assert!(issues.iter().any(|i| i.message.contains("unknown column \"tenant\"")));
-        assert!(issues.iter().any(|i| i.message.contains("no tenant_id column")));
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.message.contains("unknown column \"tenant\""))
+        );
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.message.contains("no tenant_id column"))
+        );
         let issues = csv_issues("tenant_id,kind,kind\n");
         assert!(issues[0].message.contains("appears twice"));
     }
@@ -797,15 +829,29 @@ mod tests {
     fn duplicate_tenant_rows() {
         let issues = csv_issues("tenant_id,kind\nt1,tenant\nt1,tenant\n");
         assert_eq!(issues[0].line, 3);
-        assert!(issues[0].message.contains("already has a tenant row on line 2"));
+        assert!(
+            issues[0]
+                .message
+                .contains("already has a tenant row on line 2")
+        );
     }
 
     #[test]
     fn json_and_toml_errors_say_which_format() {
         let error = parse_json("{\"tenants\": 5}").expect_err("bad JSON");
-        assert!(error.to_string().starts_with("json directory does not parse"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("json directory does not parse"),
+            "{error}"
+        );
         let error = parse_toml("tenants = 5").expect_err("bad TOML");
-        assert!(error.to_string().starts_with("toml directory does not parse"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("toml directory does not parse"),
+            "{error}"
+        );
         let error = parse_json("{\"domains\": [{\"tenant_id\": \"x\", \"domain\": \"x.test\"}]}")
             .expect_err("unknown tenant");
         assert!(matches!(error, StoreError::InvalidDirectory(_)), "{error}");

@@ -29,5 +29,7 @@ pub mod store;
 
 pub use error::{CsvIssue, CsvIssues, StoreError};
 pub use handle::{DirectoryHandle, VersionedDirectory};
-pub use import::{DirectoryFormat, DirectoryImport, parse, parse_csv, parse_json, parse_toml, read_file};
+pub use import::{
+    DirectoryFormat, DirectoryImport, parse, parse_csv, parse_json, parse_toml, read_file,
+};
 pub use store::{ChangeCounts, ImportMode, ImportReport, MIGRATOR, Store};

@@ -227,16 +227,18 @@ async fn read_stored(conn: &mut PgConnection) -> Result<Stored, StoreError> {
     .await?;
     let domains = domain_rows
         .into_iter()
-        .map(|(id, tenant_id, domain, include_subdomains, valid_from, valid_to)| {
-            let record = AcceptedDomain {
-                tenant_id,
-                domain,
-                include_subdomains,
-                valid_from,
-                valid_to,
-            };
-            (id, record)
-        })
+        .map(
+            |(id, tenant_id, domain, include_subdomains, valid_from, valid_to)| {
+                let record = AcceptedDomain {
+                    tenant_id,
+                    domain,
+                    include_subdomains,
+                    valid_from,
+                    valid_to,
+                };
+                (id, record)
+            },
+        )
         .collect();
 
     let dkim_rows: Vec<DkimRow> = sqlx::query_as(
@@ -291,9 +293,8 @@ async fn read_stored(conn: &mut PgConnection) -> Result<Stored, StoreError> {
     for row in connector_rows {
         let (id, tenant_id, kind_text, mut sender_ips, mut tls, exclusive, third_party, from, to) =
             row;
-        let kind = ConnectorKind::parse(&kind_text).ok_or_else(|| {
-            StoreError::Corrupt(format!("connector {id} has kind {kind_text:?}"))
-        })?;
+        let kind = ConnectorKind::parse(&kind_text)
+            .ok_or_else(|| StoreError::Corrupt(format!("connector {id} has kind {kind_text:?}")))?;
         // Rows written by hand may hold the lists in any order; the snapshot keeps them sorted.
         sender_ips.sort();
         sender_ips.dedup();
@@ -425,7 +426,8 @@ fn plan_tenants(stored: &[Tenant], import: &DirectoryImport, mode: ImportMode) -
         match current {
             Some(current) if *current == desired => plan.counts.unchanged += 1,
             Some(current) => {
-                if current.initial_domain.is_some() && current.initial_domain != desired.initial_domain
+                if current.initial_domain.is_some()
+                    && current.initial_domain != desired.initial_domain
                 {
                     plan.clear_initial.push(desired.id.clone());
                 }
@@ -454,10 +456,6 @@ fn plan_tenants(stored: &[Tenant], import: &DirectoryImport, mode: ImportMode) -
     plan
 }
 
-fn ids(rows: &[i64]) -> Vec<i64> {
-    rows.to_vec()
-}
-
 fn join_nets(nets: &[IpNet]) -> String {
     nets.iter()
         .map(IpNet::to_string)
@@ -473,7 +471,10 @@ async fn delete_ids(
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(sql).bind(ids(rows)).execute(&mut *conn).await?;
+    sqlx::query(sql)
+        .bind(rows.to_vec())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -511,10 +512,22 @@ async fn write_tenants(conn: &mut PgConnection, plan: &TenantPlan) -> Result<(),
         }
         sqlx::query(sql)
             .bind(rows.iter().map(|t| t.id.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|t| t.display_name.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|t| t.initial_domain.clone()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|t| t.display_name.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|t| t.initial_domain.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|t| t.shared).collect::<Vec<_>>())
-            .bind(rows.iter().map(|t| t.status.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|t| t.status.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *conn)
             .await?;
     }
@@ -535,7 +548,11 @@ async fn write_domains(
              WHERE d.id = u.id",
         )
         .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, d)| d.include_subdomains).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(_, d)| d.include_subdomains)
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|(_, d)| d.valid_to).collect::<Vec<_>>())
         .execute(&mut *conn)
         .await?;
@@ -571,7 +588,11 @@ async fn write_dkim(
              WHERE d.id = u.id",
         )
         .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, d)| d.key_fingerprint.clone()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(_, d)| d.key_fingerprint.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|(_, d)| d.active_to).collect::<Vec<_>>())
         .execute(&mut *conn)
         .await?;
@@ -587,7 +608,11 @@ async fn write_dkim(
         .bind(rows.iter().map(|d| d.tenant_id.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|d| d.domain.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|d| d.selector.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|d| d.key_fingerprint.clone()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|d| d.key_fingerprint.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|d| d.active_from).collect::<Vec<_>>())
         .bind(rows.iter().map(|d| d.active_to).collect::<Vec<_>>())
         .execute(&mut *conn)
@@ -649,10 +674,22 @@ async fn write_connectors(
              WHERE c.id = u.id",
         )
         .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, c)| join_nets(&c.sender_ips)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, c)| c.tls_cert_domains.join(" ")).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(_, c)| join_nets(&c.sender_ips))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(_, c)| c.tls_cert_domains.join(" "))
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|(_, c)| c.exclusive).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, c)| c.third_party.clone()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(_, c)| c.third_party.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|(_, c)| c.valid_to).collect::<Vec<_>>())
         .execute(&mut *conn)
         .await?;
@@ -672,11 +709,27 @@ async fn write_connectors(
                        valid_from, valid_to)",
         )
         .bind(rows.iter().map(|c| c.tenant_id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|c| c.kind.as_str().to_owned()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|c| join_nets(&c.sender_ips)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|c| c.tls_cert_domains.join(" ")).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|c| c.kind.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|c| join_nets(&c.sender_ips))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|c| c.tls_cert_domains.join(" "))
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|c| c.exclusive).collect::<Vec<_>>())
-        .bind(rows.iter().map(|c| c.third_party.clone()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|c| c.third_party.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|c| c.valid_from).collect::<Vec<_>>())
         .bind(rows.iter().map(|c| c.valid_to).collect::<Vec<_>>())
         .execute(&mut *conn)
@@ -779,8 +832,12 @@ impl Store {
             dedicated_key,
             mode,
         );
-        let connectors =
-            plan_mappings(&stored.connectors, snapshot.connectors(), connector_key, mode);
+        let connectors = plan_mappings(
+            &stored.connectors,
+            snapshot.connectors(),
+            connector_key,
+            mode,
+        );
 
         let mut report = ImportReport {
             mode,
@@ -842,7 +899,11 @@ impl Store {
     }
 
     /// Parse and import CSV text (format in [`crate::import`]).
-    pub async fn import_csv(&self, text: &str, mode: ImportMode) -> Result<ImportReport, StoreError> {
+    pub async fn import_csv(
+        &self,
+        text: &str,
+        mode: ImportMode,
+    ) -> Result<ImportReport, StoreError> {
         let import = import::parse_csv(text)?;
         self.import(&import, mode).await
     }

@@ -13,8 +13,7 @@ use std::time::Duration;
 use arfwire_attribution::DirectorySnapshot;
 use arfwire_attribution::directory::{AcceptedDomain, Connector, ConnectorKind, parse_time};
 use arfwire_store::{
-    DirectoryFormat, DirectoryHandle, ImportMode, MIGRATOR, Store, StoreError, parse_csv,
-    read_file,
+    DirectoryFormat, DirectoryHandle, ImportMode, MIGRATOR, Store, StoreError, parse_csv, read_file,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -98,20 +97,27 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         // Runs during a failing test's unwinding too, so use a runtime of its own.
+        // The pool is left alone: its tasks live on the test's runtime, which this thread
+        // blocks; WITH (FORCE) ends its connections from the server side.
         let name = self.name.clone();
-        let pool = self.store.pool().clone();
         let dropper = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                pool.close().await;
                 let url = server_url();
-                let Ok(options) = PgConnectOptions::from_str(&url) else { return };
-                let Ok(mut admin) = PgConnection::connect_with(&options).await else { return };
+                let Ok(options) = PgConnectOptions::from_str(&url) else {
+                    return;
+                };
+                let Ok(mut admin) = PgConnection::connect_with(&options).await else {
+                    return;
+                };
                 let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                if let Err(e) = sqlx::query(AssertSqlSafe(statement)).execute(&mut admin).await {
+                if let Err(e) = sqlx::query(AssertSqlSafe(statement))
+                    .execute(&mut admin)
+                    .await
+                {
                     eprintln!("could not drop test database {name}: {e}");
                 }
                 let _ = admin.close().await;
@@ -145,9 +151,15 @@ async fn count(db: &TestDb, sql: &'static str) -> i64 {
 async fn migrate_twice_is_idempotent() {
     let db = TestDb::new().await;
     db.store.migrate().await.expect("first migration");
-    db.store.migrate().await.expect("second migration is a no-op");
+    db.store
+        .migrate()
+        .await
+        .expect("second migration is a no-op");
     let applied = count(&db, "SELECT count(*) FROM _sqlx_migrations WHERE success").await;
-    assert_eq!(applied, i64::try_from(MIGRATOR.iter().count()).unwrap_or(-1));
+    assert_eq!(
+        applied,
+        i64::try_from(MIGRATOR.iter().count()).unwrap_or(-1)
+    );
     for table in [
         "SELECT count(*) FROM tenants",
         "SELECT count(*) FROM tenant_domains",
@@ -207,19 +219,33 @@ async fn effective_dated_lookups_through_the_loaded_snapshot() {
     let tenants = |d: &str, at| loaded.domain_tenants(d, at);
     assert_eq!(tenants("woodgrove.com", ts("2024-02-01")), vec![FABRIKAM]);
     assert_eq!(tenants("woodgrove.com", ts("2024-03-01")), vec![CONTOSO]);
-    assert_eq!(tenants("litware.com", ts("2024-06-10")), vec![CONTOSO, FABRIKAM]);
+    assert_eq!(
+        tenants("litware.com", ts("2024-06-10")),
+        vec![CONTOSO, FABRIKAM]
+    );
     assert_eq!(tenants("a.b.tailspintoys.com", None), vec![FABRIKAM]);
     assert!(tenants("mail.amd.com", None).is_empty());
 
-    assert_eq!(loaded.by_dkim("contoso.com", "selector2", ts("2023-06-01")).len(), 1);
-    assert!(loaded.by_dkim("contoso.com", "selector2", ts("2024-06-01")).is_empty());
+    assert_eq!(
+        loaded
+            .by_dkim("contoso.com", "selector2", ts("2023-06-01"))
+            .len(),
+        1
+    );
+    assert!(
+        loaded
+            .by_dkim("contoso.com", "selector2", ts("2024-06-01"))
+            .is_empty()
+    );
 
     let amd = loaded.connectors_for_ip(ip("165.204.84.17"), ts("2025-01-01"));
     assert_eq!(amd.len(), 1);
     assert_eq!(amd[0].tenant_id, AMD);
     assert!(amd[0].exclusive);
     assert_eq!(
-        loaded.by_initial_domain("amdcloud.onmicrosoft.com").map(|t| t.id.as_str()),
+        loaded
+            .by_initial_domain("amdcloud.onmicrosoft.com")
+            .map(|t| t.id.as_str()),
         Some(AMD)
     );
     assert_eq!(
@@ -263,10 +289,23 @@ async fn merge_updates_and_adds_while_replace_also_removes() {
     assert_eq!(report.tenants.deleted + report.domains.deleted, 0);
     let merged = db.store.load_directory().await.expect("load");
     assert_eq!(merged.tenants().len(), 14, "merge keeps the other tenants");
-    assert_eq!(merged.tenant(CONTOSO).map(|t| t.display_name.as_str()), Some("Contoso Ltd"));
-    assert_eq!(merged.domain_tenants("contoso.com", ts("2024-12-31")), vec![CONTOSO]);
-    assert!(merged.domain_tenants("contoso.com", ts("2025-01-01")).is_empty());
-    assert_eq!(merged.domain_tenants("contoso.net", ts("2025-01-01")), vec![CONTOSO]);
+    assert_eq!(
+        merged.tenant(CONTOSO).map(|t| t.display_name.as_str()),
+        Some("Contoso Ltd")
+    );
+    assert_eq!(
+        merged.domain_tenants("contoso.com", ts("2024-12-31")),
+        vec![CONTOSO]
+    );
+    assert!(
+        merged
+            .domain_tenants("contoso.com", ts("2025-01-01"))
+            .is_empty()
+    );
+    assert_eq!(
+        merged.domain_tenants("contoso.net", ts("2025-01-01")),
+        vec![CONTOSO]
+    );
     assert_eq!(merged.domain_tenants("amd.com", None), vec![AMD]);
     assert_eq!(merged.connectors().len(), 6);
 
@@ -282,7 +321,10 @@ async fn merge_updates_and_adds_while_replace_also_removes() {
     assert_eq!(report.dkim_selectors.deleted, 4, "{report}");
     assert_eq!(report.dedicated_ips.deleted, 2, "{report}");
     let replaced = db.store.load_directory().await.expect("load");
-    assert_eq!(replaced, DirectorySnapshot::from_toml(partial).expect("valid"));
+    assert_eq!(
+        replaced,
+        DirectorySnapshot::from_toml(partial).expect("valid")
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM tenant_domains").await, 2);
 }
 
@@ -312,7 +354,10 @@ async fn merged_result_is_validated_and_nothing_is_written_on_error() {
     assert!(matches!(error, StoreError::InvalidDirectory(_)), "{error}");
     assert!(error.to_string().contains("165.204.84.17/32"), "{error}");
     assert!(!error.is_retryable());
-    assert_eq!(db.store.directory_version().await.expect("version"), version);
+    assert_eq!(
+        db.store.directory_version().await.expect("version"),
+        version
+    );
     assert_eq!(db.store.load_directory().await.expect("load"), td());
 }
 
@@ -351,12 +396,19 @@ async fn csv_import_reports_lines_and_keeps_implied_tenant_fields() {
     let loaded = db.store.load_directory().await.expect("load");
     let contoso = loaded.tenant(CONTOSO).expect("still there");
     assert_eq!(contoso.display_name, "CONTOSO");
-    assert_eq!(contoso.initial_domain.as_deref(), Some("contoso.onmicrosoft.com"));
+    assert_eq!(
+        contoso.initial_domain.as_deref(),
+        Some("contoso.onmicrosoft.com")
+    );
     assert_eq!(
         loaded.domain_tenants("mx.northwind.test", ts("2025-03-01")),
         vec![CONTOSO]
     );
-    assert!(loaded.domain_tenants("northwind.test", ts("2025-01-01")).is_empty());
+    assert!(
+        loaded
+            .domain_tenants("northwind.test", ts("2025-01-01"))
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -386,11 +438,17 @@ async fn files_are_read_by_extension() {
         .import_file(&json_path, ImportMode::Replace)
         .await
         .expect("json import");
-    assert!(!report.changed(), "JSON and TOML describe the same directory: {report}");
+    assert!(
+        !report.changed(),
+        "JSON and TOML describe the same directory: {report}"
+    );
 
     let csv_path = dir.path().join("extra.csv");
-    std::fs::write(&csv_path, "tenant_id,display_name,kind\nnew-tenant,New,tenant\n")
-        .expect("write");
+    std::fs::write(
+        &csv_path,
+        "tenant_id,display_name,kind\nnew-tenant,New,tenant\n",
+    )
+    .expect("write");
     let report = db
         .store
         .import_file(&csv_path, ImportMode::Merge)
@@ -415,9 +473,16 @@ async fn refresh_task_picks_up_changes_within_a_bounded_wait() {
         .import_directory(&td(), ImportMode::Replace)
         .await
         .expect("import");
-    let handle = DirectoryHandle::load(&db.store).await.expect("initial load");
+    let handle = DirectoryHandle::load(&db.store)
+        .await
+        .expect("initial load");
     assert_eq!(handle.version(), 1);
-    assert!(handle.current().domain_tenants("fresh.test", None).is_empty());
+    assert!(
+        handle
+            .current()
+            .domain_tenants("fresh.test", None)
+            .is_empty()
+    );
     let mut changes = handle.subscribe();
     let task = handle.spawn_refresh(db.store.clone(), Duration::from_millis(50));
 
@@ -431,7 +496,10 @@ async fn refresh_task_picks_up_changes_within_a_bounded_wait() {
         .await
         .expect("refreshed within 10 s")
         .expect("handle alive");
-    assert_eq!(handle.current().domain_tenants("fresh.test", None), vec![FABRIKAM]);
+    assert_eq!(
+        handle.current().domain_tenants("fresh.test", None),
+        vec![FABRIKAM]
+    );
 
     // ... and one made with plain SQL: the triggers bump the version.
     let before = handle.version();
@@ -447,7 +515,10 @@ async fn refresh_task_picks_up_changes_within_a_bounded_wait() {
         .expect("handle alive");
     assert!(handle.version() > before);
     assert_eq!(
-        handle.current().tenant(FABRIKAM).map(|t| t.display_name.clone()),
+        handle
+            .current()
+            .tenant(FABRIKAM)
+            .map(|t| t.display_name.clone()),
         Some("Fabrikam Inc".to_owned())
     );
 
@@ -535,9 +606,11 @@ async fn large_directory_imports_in_bulk() {
         data.connectors.push(Connector {
             tenant_id: id,
             kind: ConnectorKind::OnPremises,
-            sender_ips: vec![format!("2001:db8:{:x}:{:x}::/64", i >> 16, i & 0xffff)
-                .parse()
-                .expect("range")],
+            sender_ips: vec![
+                format!("2001:db8:{:x}:{:x}::/64", i >> 16, i & 0xffff)
+                    .parse()
+                    .expect("range"),
+            ],
             tls_cert_domains: vec![format!("mx.bulk{i}.test")],
             exclusive: true,
             third_party: None,
