@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use arfwire_attribution::{Attribution, DirectorySnapshot, Input, Profile, ReporterTier, attribute};
+use arfwire_attribution::{
+    Attribution, DirectorySnapshot, Input, Profile, ReporterTier, attribute,
+};
 use arfwire_events::{AttributionV1, Output};
 use arfwire_parse::{Outcome, ReportedItem, Submission};
 use chrono::{DateTime, Utc};
@@ -20,9 +22,10 @@ pub(crate) struct AttributionArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) profile: Option<PathBuf>,
 
-    /// Tenant directory (TOML or JSON). Without it no tenant can be named, but path classes,
-    /// IPs and flags are still derived
-    #[arg(long, value_name = "FILE")]
+    /// Tenant directory: a TOML or JSON file, or a postgres:// URL of the directory
+    /// database. Without it no tenant can be named, but path classes, IPs and flags are
+    /// still derived
+    #[arg(long, value_name = "FILE|URL")]
     pub(crate) tenants: Option<PathBuf>,
 
     /// Skip attribution: events carry "attribution": null
@@ -55,6 +58,13 @@ impl Attributor {
                 .context("loading the built-in provider profile")?,
         };
         let directory = match args.tenants.as_deref() {
+            Some(path)
+                if path.to_str().is_some_and(|p| {
+                    p.starts_with("postgres://") || p.starts_with("postgresql://")
+                }) =>
+            {
+                crate::tenants::load_from_database(path.to_str().unwrap_or_default())?
+            }
             Some(path) => load_directory(path)?,
             None => DirectorySnapshot::default(),
         };

@@ -60,7 +60,10 @@ pub(crate) fn render(a: &Attribution) -> String {
             let _ = writeln!(
                 out,
                 "  Sending tenant      {}{}  {}  (score {:.3})",
-                t.name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(),
+                t.name
+                    .as_deref()
+                    .map(|n| format!("{n} "))
+                    .unwrap_or_default(),
                 t.id,
                 a.tenant_confidence.as_str(),
                 a.tenant_score
@@ -73,7 +76,11 @@ pub(crate) fn render(a: &Attribution) -> String {
     let _ = writeln!(out, "  Path                {}", a.path.as_str());
     let _ = writeln!(out, "  Header block        {}", a.provenance.as_str());
     finding("Egress IP", a.egress.as_ref(), &mut out);
-    finding("Reported Source-IP", a.reported_source_ip.as_ref(), &mut out);
+    finding(
+        "Reported Source-IP",
+        a.reported_source_ip.as_ref(),
+        &mut out,
+    );
     finding("Ingress IP", a.ingress.as_ref(), &mut out);
     finding("Origin IP", a.origin.as_ref(), &mut out);
     let _ = writeln!(out, "  Origin kind         {}", a.origin_kind.as_str());
@@ -84,7 +91,10 @@ pub(crate) fn render(a: &Attribution) -> String {
         let _ = writeln!(
             out,
             "  Complainant tenant  {}{}",
-            r.name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(),
+            r.name
+                .as_deref()
+                .map(|n| format!("{n} "))
+                .unwrap_or_default(),
             r.id
         );
     }
@@ -119,7 +129,11 @@ pub(crate) fn render(a: &Attribution) -> String {
     if !a.evidence.is_empty() {
         let _ = writeln!(out, "  Evidence");
         for e in &a.evidence {
-            let index = e.location.index.map(|i| format!("[{i}]")).unwrap_or_default();
+            let index = e
+                .location
+                .index
+                .map(|i| format!("[{i}]"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "    E#{:<3} {:<26} {:<8} w={:.2}  {}{} = {}  {}",
@@ -130,7 +144,10 @@ pub(crate) fn render(a: &Attribution) -> String {
                 e.location.header,
                 index,
                 e.value,
-                e.tenant.as_deref().map(|t| format!("-> {t}")).unwrap_or_default()
+                e.tenant
+                    .as_deref()
+                    .map(|t| format!("-> {t}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -140,7 +157,9 @@ pub(crate) fn render(a: &Attribution) -> String {
 pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let modified = std::fs::metadata(&args.file).and_then(|m| m.modified()).ok();
+    let modified = std::fs::metadata(&args.file)
+        .and_then(|m| m.modified())
+        .ok();
     let received_at = submission::received_at(args.received_at, modified);
     let attributor = Attributor::load(&args.attribution)?
         .context("explain needs attribution; drop --no-attribution")?;
@@ -164,7 +183,11 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<()> {
                     "\nReported message {} of {} (MIME part {}): {}",
                     item.index + 1,
                     sub.reports.len(),
-                    if item.mime_path.is_empty() { "top level" } else { &item.mime_path },
+                    if item.mime_path.is_empty() {
+                        "top level"
+                    } else {
+                        &item.mime_path
+                    },
                     crate::show::text(item.message.subject.as_deref().unwrap_or("(no subject)"))
                 );
                 out.push_str(&render(&a));

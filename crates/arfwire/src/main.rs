@@ -10,6 +10,7 @@ mod process;
 mod show;
 mod submission;
 mod summary;
+mod tenants;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ enum Command {
     Parse(ParseArgs),
     /// Explain, for a person, which tenant and IPs sent each reported message, and why
     Explain(explain::ExplainArgs),
+    /// Manage the tenant directory stored in PostgreSQL (migrate, import, export)
+    Tenants(tenants::TenantsArgs),
 }
 
 /// The long help of `arfwire process`.
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
         Command::Process(args) => process::run(&args),
         Command::Parse(args) => show::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Tenants(args) => tenants::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
