@@ -68,6 +68,16 @@ pub struct Input<'a> {
     pub verified_signatures: &'a [VerifiedSignature],
 }
 
+/// Checks the caller ran besides what [`Input`] carries. `Default` means "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// The caller ran provider-key verification over every DKIM signature of the reported
+    /// message. When true, a signature that claims one of our keys (an initial-domain `d=`
+    /// or a registered selector) but is missing from `Input::verified_signatures` failed,
+    /// and is treated as forged rather than as an unverified claim.
+    pub provider_dkim_checked: bool,
+}
+
 /// Weights of §9.
 mod weight {
     pub(super) const E2_FULL: f32 = 0.95;
@@ -117,14 +127,19 @@ fn org_domain(host: &str) -> String {
         return host;
     }
     let second = labels.get(n - 2).copied().unwrap_or("");
-    let take = if matches!(second, "co" | "com" | "net" | "org" | "ac" | "gov" | "ne" | "or")
-        && labels.get(n - 1).is_some_and(|tld| tld.len() == 2)
+    let take = if matches!(
+        second,
+        "co" | "com" | "net" | "org" | "ac" | "gov" | "ne" | "or"
+    ) && labels.get(n - 1).is_some_and(|tld| tld.len() == 2)
     {
         3
     } else {
         2
     };
-    labels[n.saturating_sub(take)..].join(".")
+    labels
+        .get(n.saturating_sub(take)..)
+        .map(|l| l.join("."))
+        .unwrap_or(host)
 }
 
 /// A hop with its classification.
@@ -141,6 +156,31 @@ impl Classified<'_> {
     }
 }
 
+/// One pass through our platform: the by-host labels of its hops (top first), its ingress
+/// hop, and whether it began with a hosted-mailbox submission.
+#[derive(Default)]
+struct Pass<'c, 'h> {
+    hosts: Vec<String>,
+    ingress: Option<&'c Classified<'h>>,
+    hosted: bool,
+}
+
+/// An initial-domain DKIM signature claim (not verified by us).
+struct MoeraClaim {
+    domain: String,
+    selector: String,
+    header: &'static str,
+}
+
+/// A header name as people write it, for explanations.
+fn header_display(lower: &str) -> String {
+    match lower {
+        "x-received-from" => "X-Received-From".to_owned(),
+        "x-originating-ip" => "X-Originating-IP".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 /// A block of `X-MS-Exchange-CrossTenant-*` stamps sharing one tenant id.
 #[derive(Debug, Default)]
 struct StampBlock {
@@ -152,6 +192,8 @@ struct StampBlock {
     from_entity: Vec<String>,
     network_message_id: Option<String>,
     arrival_time: Option<i64>,
+    /// `X-MS-Exchange-Transport-CrossTenantHeadersStamped` values nearest to this block.
+    stamped: Vec<String>,
 }
 
 /// The evidence collector.
@@ -250,7 +292,21 @@ fn provenance_of(input: &Input<'_>) -> Provenance {
 }
 
 /// Attribute one reported message. Never panics.
-pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnapshot) -> Attribution {
+pub fn attribute(
+    input: &Input<'_>,
+    profile: &Profile,
+    directory: &DirectorySnapshot,
+) -> Attribution {
+    attribute_with(input, &Options::default(), profile, directory)
+}
+
+/// [`attribute`], with the results of checks the caller ran. Never panics.
+pub fn attribute_with(
+    input: &Input<'_>,
+    options: &Options,
+    profile: &Profile,
+    directory: &DirectorySnapshot,
+) -> Attribution {
     let mut c = Collector {
         evidence: Vec::new(),
         explanation: Vec::new(),
@@ -263,7 +319,10 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         Provenance::Pasted => c.flag("PASTED_HEADERS"),
         Provenance::InlineQuote => c.flag("HEADERS_MISSING"),
         Provenance::HeadersPart => c.flag("HEADERS_ONLY"),
-        Provenance::None => c.flag("REDACTED_MESSAGE"),
+        Provenance::None => {
+            c.flag("REDACTED_MESSAGE");
+            c.flag("HEADERS_MISSING");
+        }
         _ => {}
     }
     if input.kind == ReportKind::AuthFailure {
@@ -273,19 +332,17 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         c.flag("REPORT_UNAUTHENTICATED");
     }
 
-    // Message time T: arrival date, stamp arrival time, Date, else the report time.
+    // Message time T (§2): the egress hop's date once E is known; before that (to classify
+    // hops against effective-dated ranges) the arrival date, stamp arrival time or Date.
     let stamp_time = headers
         .first("x-ms-exchange-crosstenant-originalarrivaltime")
         .and_then(fields::original_arrival_time);
-    let mut t = input
+    let t_claimed = input
         .feedback
         .and_then(|f| f.arrival_date_unix)
         .or(stamp_time)
         .or(message.date_unix);
-    if t.is_none() {
-        t = input.report_time_unix;
-        c.flag("T_GUESSED");
-    }
+    let mut t = t_claimed.or(input.report_time_unix);
 
     // Hops.
     let mut hops = received_chain(&message.received);
@@ -302,11 +359,20 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
     let classified: Vec<Classified<'_>> = hops
         .iter()
         .map(|hop| {
-            let by_provider = hop.by.as_deref().is_some_and(|b| profile.is_provider_host(b));
+            let by_provider = hop
+                .by
+                .as_deref()
+                .is_some_and(|b| profile.is_provider_host(b));
             let from_class = hop.ip.map(|ip| ip::classify(ip, profile, by_provider, t));
             let egress_by_name = hop.ip.is_none()
-                && (hop.from_name.as_deref().is_some_and(|n| profile.is_egress_host(n))
-                    || hop.rdns.as_deref().is_some_and(|n| profile.is_egress_host(n)));
+                && (hop
+                    .from_name
+                    .as_deref()
+                    .is_some_and(|n| profile.is_egress_host(n))
+                    || hop
+                        .rdns
+                        .as_deref()
+                        .is_some_and(|n| profile.is_egress_host(n)));
             Classified {
                 hop,
                 by_provider,
@@ -315,13 +381,45 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             }
         })
         .collect();
-    let handovers: Vec<&Classified<'_>> =
-        classified.iter().filter(|h| h.hop.skipped.is_none()).collect();
-    if handovers.iter().any(|h| h.from_class == Some(AddressClass::Reserved)) {
+    let handovers: Vec<&Classified<'_>> = classified
+        .iter()
+        .filter(|h| h.hop.skipped.is_none())
+        .collect();
+    if handovers
+        .iter()
+        .any(|h| h.from_class == Some(AddressClass::Reserved))
+    {
         c.flag("RESERVED_IP");
     }
-    if provenance != Provenance::None && handovers.len() < 2 && !message.received.is_empty() {
-        c.flag("HEADERS_TRUNCATED");
+    // Redaction markers (RFC 6590) in the feedback fields or the message.
+    let redacted_marker = |v: &str| v.to_ascii_lowercase().contains("redacted");
+    let fields_redacted = input.feedback.is_some_and(|f| {
+        f.extensions.contains_key("redacted-address")
+            || f.original_rcpt_to.iter().any(|r| redacted_marker(r))
+    }) || hops
+        .iter()
+        .any(|h| h.for_.as_deref().is_some_and(redacted_marker))
+        || headers.all("to").any(|(v, _)| redacted_marker(v));
+    if fields_redacted {
+        c.flag("REDACTED_FIELDS");
+    }
+    // Clock skew (G5): a hop dated more than a day after the hop above it.
+    let dated: Vec<(usize, i64)> = handovers
+        .iter()
+        .filter_map(|h| h.hop.date_unix.map(|d| (h.hop.index, d)))
+        .collect();
+    if let Some((below, above)) = dated
+        .windows(2)
+        .filter_map(|w| match w {
+            [(ia, da), (ib, db)] if *db > da.saturating_add(86_400) => Some((*ib, *ia)),
+            _ => None,
+        })
+        .next()
+    {
+        c.flag("CLOCK_SKEW");
+        c.say(format!(
+            "Received[{below}] is dated more than a day after Received[{above}] above it: the chain's clocks disagree"
+        ));
     }
 
     // ARF Source-IP.
@@ -363,10 +461,35 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
 
     // 1. The egress boundary E.
     let e_pos = handovers.iter().position(|h| h.is_egress());
+    // Fewer than two handovers and no egress: too little chain to clear our platform (§11).
+    if provenance != Provenance::None
+        && provenance != Provenance::InlineQuote
+        && !message.fields.is_empty()
+        && handovers.len() < 2
+        && e_pos.is_none()
+    {
+        c.flag("HEADERS_TRUNCATED");
+    }
+    let e_date = e_pos
+        .and_then(|pos| handovers.get(pos))
+        .and_then(|h| h.hop.date_unix);
+    if let Some(d) = e_date {
+        t = Some(d);
+        if let Some(st) = stamp_time
+            && st.abs_diff(d) > 86_400
+        {
+            c.flag("CLOCK_SKEW");
+            c.say(format!(
+                "the stamp arrival time and the egress hop's date are more than a day apart ({}s)",
+                st.abs_diff(d)
+            ));
+        }
+    } else if t_claimed.is_none() {
+        c.flag("T_GUESSED");
+    }
     let mut synthetic_e = false;
     let mut egress: Option<IpFinding> = None;
-    if let Some(pos) = e_pos {
-        let e = handovers[pos];
+    if let Some(e) = e_pos.and_then(|pos| handovers.get(pos).copied()) {
         if let Some(ip) = e.hop.ip {
             let id = c.add(
                 EvidenceKind::PathFact,
@@ -376,7 +499,11 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
                 Trust::Reporter,
                 0.0,
             );
-            let by = e.hop.by.clone().unwrap_or_else(|| "an unnamed host".to_owned());
+            let by = e
+                .hop
+                .by
+                .clone()
+                .unwrap_or_else(|| "an unnamed host".to_owned());
             c.say(format!(
                 "E#{id} egress hop (Received[{}], written by {by}): {ip} is in {}'s egress networks",
                 e.hop.index, profile.name
@@ -400,7 +527,9 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         && profile.egress(ip, t).is_some()
     {
         synthetic_e = true;
-        let id = reported_source_ip.as_ref().and_then(|f| f.sources.first().copied());
+        let id = reported_source_ip
+            .as_ref()
+            .and_then(|f| f.sources.first().copied());
         c.say(format!(
             "E#{} no egress hop in the header block; the ARF Source-IP {ip} is in {}'s egress networks, so the reporter's claim stands in for it",
             id.unwrap_or(0),
@@ -462,17 +591,14 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         .map(|s| s.to_ascii_lowercase())
         .collect();
     let mut bound_ar: Vec<(AuthResults, usize)> = Vec::new();
-    let ar_sources = headers
-        .all("authentication-results")
-        .map(|(v, p)| (v, p))
-        .chain(
-            input
-                .feedback
-                .map(|f| f.authentication_results.as_slice())
-                .unwrap_or(&[])
-                .iter()
-                .map(|v| (v.as_str(), usize::MAX)),
-        );
+    let ar_sources = headers.all("authentication-results").chain(
+        input
+            .feedback
+            .map(|f| f.authentication_results.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(|v| (v.as_str(), usize::MAX)),
+    );
     for (value, pos) in ar_sources {
         if value.trim().is_empty() {
             continue;
@@ -481,7 +607,7 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         let Some(id) = ar.authserv_id.clone() else {
             continue;
         };
-        if own_ids.iter().any(|o| *o == id) {
+        if own_ids.contains(&id) {
             c.say(format!(
                 "an Authentication-Results header claims our own authserv-id {id}; we did not write it for this message, so it is ignored"
             ));
@@ -511,13 +637,110 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         }
     }
 
-    // 2. Passes below E (§6.2).
-    let mut final_ingress: Option<&Classified<'_>> = None;
-    let mut earliest_ingress: Option<&Classified<'_>> = None;
-    let mut final_pass_hosts: Vec<String> = Vec::new();
-    let mut hosted_submission = false;
+    // Other reporter-side copies of the egress IP: X-Received-From / X-Originating-IP equal to
+    // the egress hop's address (a submitting client's X-Originating-IP is never our egress, so
+    // only agreement counts) (§6.3).
+    if let Some(e) = egress.as_mut()
+        && !synthetic_e
+    {
+        // The reporter's own SPF record of the client (not our ingress's, which names the
+        // ingress IP) also names the egress.
+        for (value, pos) in headers.all("received-spf") {
+            let spf = fields::received_spf(value);
+            let ours = spf.receiver.as_deref().is_some_and(|r| {
+                profile.is_provider_host(r) || profile.is_provider_host(&format!("x.{r}"))
+            });
+            let Some(ip) = spf.client_ip else { continue };
+            if ours {
+                continue;
+            }
+            if ip == e.ip {
+                let id = c.add(
+                    EvidenceKind::PathFact,
+                    None,
+                    ip.to_string(),
+                    loc("Received-SPF", Some(pos), value),
+                    Trust::Reporter,
+                    0.0,
+                );
+                e.sources.push(id);
+                e.confidence = e.confidence.max(Confidence::High);
+                c.say(format!("E#{id} Received-SPF names the egress address {ip} as the client: egress corroborated"));
+            } else if profile.egress(ip, t).is_some() {
+                c.flag("SOURCE_IP_MISMATCH");
+                c.say(format!(
+                    "Received-SPF names {ip}, another of our egress addresses, not the egress hop {}",
+                    e.ip
+                ));
+            }
+        }
+        for name in ["x-received-from", "x-originating-ip"] {
+            for (value, _) in headers.all(name) {
+                let text = fields::unfold(value);
+                let named =
+                    crate::ip::parse_ip_lenient(text.trim_matches(|ch| ch == '[' || ch == ']'));
+                if let Some(other) = named
+                    && other != e.ip
+                    && profile.egress(other, t).is_some()
+                {
+                    c.flag("SOURCE_IP_MISMATCH");
+                    c.say(format!(
+                        "{} names {other}, another of our egress addresses, not the egress hop {}",
+                        header_display(name),
+                        e.ip
+                    ));
+                }
+                if named == Some(e.ip) {
+                    let id = c.add(
+                        EvidenceKind::PathFact,
+                        None,
+                        e.ip.to_string(),
+                        loc(&header_display(name), None, value),
+                        Trust::Reporter,
+                        0.0,
+                    );
+                    e.sources.push(id);
+                    if e.confidence < Confidence::High {
+                        e.confidence = Confidence::High;
+                    }
+                    c.say(format!(
+                        "E#{id} {} repeats the egress address {}: egress corroborated",
+                        header_display(name),
+                        e.ip
+                    ));
+                }
+            }
+        }
+    }
+    // The reporter's records disagree about which of our addresses sent it (G5): the egress
+    // stays the hop's, at most MEDIUM.
+    if c.flags.contains("SOURCE_IP_MISMATCH")
+        && let Some(e) = egress.as_mut()
+        && e.confidence > Confidence::Medium
+    {
+        e.confidence = Confidence::Medium;
+        c.say(format!(
+            "egress {} kept from the hop, but the reporter's records disagree: at most MEDIUM",
+            e.ip
+        ));
+    }
+    // An intermediary wrote the egress hop (the reporter's Source-IP is the intermediary):
+    // however many of its headers repeat our egress, that is one account, not the reporter's
+    // own observation.
+    if c.flags.contains("INTERMEDIARY_RELAY")
+        && let Some(e) = egress.as_mut()
+        && e.confidence > Confidence::Medium
+    {
+        e.confidence = Confidence::Medium;
+        c.say(format!(
+            "egress {} is reported by an intermediary, not seen by the reporter: at most MEDIUM",
+            e.ip
+        ));
+    }
+
+    // 2. Passes below E (§6.2). Walk down from E; each pass is a run of hops written by us.
+    let mut passes: Vec<Pass<'_, '_>> = Vec::new();
     let mut hairpin = false;
-    let mut pass_count = 0usize;
     if let Some(pos) = e_pos {
         #[derive(PartialEq)]
         enum State {
@@ -526,60 +749,65 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             ThirdParty,
         }
         let mut state = State::InProvider;
-        let mut in_final = true;
-        pass_count = 1;
+        let mut cur = Pass::default();
         let mut i = pos + 1;
-        while i < handovers.len() {
-            let h = handovers[i];
+        while let Some(h) = handovers.get(i).copied() {
             match state {
                 State::InProvider => {
                     if h.by_provider {
+                        if let Some(by) = h.hop.by.as_deref() {
+                            cur.hosts.push(first_label(by));
+                        }
                         if matches!(
                             h.from_class,
                             Some(AddressClass::ProviderInternal | AddressClass::ProviderEgress)
                         ) {
-                            if in_final && let Some(by) = h.hop.by.as_deref() {
-                                final_pass_hosts.push(first_label(by));
-                            }
                             if h.hop.submission_marker {
-                                hosted_submission = true;
+                                cur.hosted = true;
                             }
                         } else {
-                            if in_final {
-                                if let Some(by) = h.hop.by.as_deref() {
-                                    final_pass_hosts.push(first_label(by));
-                                }
-                                final_ingress = Some(h);
-                            }
-                            earliest_ingress = Some(h);
+                            cur.ingress = Some(h);
+                            passes.push(std::mem::take(&mut cur));
                             state = State::BelowIngress;
                         }
                     } else if h.is_egress() || h.egress_by_name {
-                        hairpin = true;
-                        in_final = false;
+                        // We handed it to a third party on an earlier pass.
+                        passes.push(std::mem::take(&mut cur));
                         state = State::ThirdParty;
                     } else {
+                        // Left our territory without a clean ingress.
+                        passes.push(std::mem::take(&mut cur));
                         state = State::BelowIngress;
                     }
                 }
                 State::BelowIngress => {
                     if (h.is_egress() || h.egress_by_name) && !h.by_provider {
-                        hairpin = true;
-                        in_final = false;
+                        cur = Pass::default();
                         state = State::ThirdParty;
                     }
                 }
                 State::ThirdParty => {
+                    // The message came back to us: an earlier pass exists (a hairpin).
                     if h.by_provider {
+                        hairpin = true;
                         state = State::InProvider;
-                        pass_count += 1;
-                        continue; // reprocess this hop as provider
+                        continue; // reprocess this hop as ours
                     }
                 }
             }
             i += 1;
         }
+        if state == State::InProvider {
+            passes.push(cur);
+        }
     }
+    let final_pass = passes.first();
+    let earliest_pass = passes.last();
+    let final_ingress: Option<&Classified<'_>> = final_pass.and_then(|p| p.ingress);
+    let earliest_ingress: Option<&Classified<'_>> = earliest_pass.and_then(|p| p.ingress);
+    let final_pass_hosts: Vec<String> = final_pass.map(|p| p.hosts.clone()).unwrap_or_default();
+    let hosted_submission = earliest_pass.is_some_and(|p| p.hosted && p.ingress.is_none());
+    let pass_count = passes.len();
     if hairpin {
         c.flag("HAIRPIN");
         c.say(format!(
@@ -604,7 +832,7 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         && handovers.first().is_some_and(|h| !h.by_provider);
     let mut path = match (e_pos, synthetic_e) {
         (Some(pos), _) => {
-            if handovers[pos].by_provider {
+            if handovers.get(pos).is_some_and(|h| h.by_provider) {
                 c.flag("PROVIDER_TO_PROVIDER");
                 PathClass::ProviderToProvider
             } else {
@@ -651,28 +879,42 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             let Some(rest) = name.strip_prefix("x-ms-exchange-crosstenant-") else {
                 continue;
             };
-            let Some(bi) = nearest(&mut blocks, *pos) else {
+            let Some(block) = nearest(&mut blocks, *pos).and_then(|bi| blocks.get_mut(bi)) else {
                 continue;
             };
-            let block = &mut blocks[bi];
             match rest {
                 "originalattributedtenantconnectingip" => {
                     block.connecting_ip = Some(fields::connecting_ip(value));
                 }
-                "authsource" => block.auth_source = Some(fields::unfold(value).to_ascii_lowercase()),
+                "authsource" => {
+                    block.auth_source = Some(fields::unfold(value).to_ascii_lowercase())
+                }
                 "authas" => block.auth_as = Some(fields::unfold(value).to_ascii_lowercase()),
-                "fromentityheader" => block.from_entity.push(fields::unfold(value).to_ascii_lowercase()),
-                "network-message-id" => block.network_message_id = Some(fields::unfold(value).to_ascii_lowercase()),
+                "fromentityheader" => block
+                    .from_entity
+                    .push(fields::unfold(value).to_ascii_lowercase()),
+                "network-message-id" => {
+                    block.network_message_id = Some(fields::unfold(value).to_ascii_lowercase())
+                }
                 "originalarrivaltime" => block.arrival_time = fields::original_arrival_time(value),
                 _ => {}
             }
         }
+        // Each Stamped value belongs to the block written next to it: a block pasted
+        // elsewhere in the header cannot borrow the genuine block's stamping server.
+        for (value, pos) in headers.all("x-ms-exchange-transport-crosstenantheadersstamped") {
+            if let Some(bi) = nearest(&mut blocks, pos)
+                && let Some(block) = blocks.get_mut(bi)
+            {
+                block
+                    .stamped
+                    .push(fields::unfold(value).to_ascii_lowercase());
+            }
+        }
     }
-    let stamped: Vec<String> = headers
-        .all("x-ms-exchange-transport-crosstenantheadersstamped")
-        .map(|(v, _)| fields::unfold(v).to_ascii_lowercase())
-        .collect();
-    let forefront: Option<Forefront> = headers.first("x-forefront-antispam-report").map(fields::forefront);
+    let forefront: Option<Forefront> = headers
+        .first("x-forefront-antispam-report")
+        .map(fields::forefront);
     let recipient_markers = headers.has("x-microsoft-antispam-mailbox-delivery")
         || headers.has("x-eoptenantattributedmessage")
         || headers
@@ -696,47 +938,90 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         .collect();
     let ingress_ip = final_ingress.and_then(|h| h.hop.ip);
     let ingress_by_label = final_ingress.and_then(|h| h.hop.by.as_deref().map(first_label));
-    let dkim_moera: Vec<String> = message
-        .dkim_signatures
+    // Initial-domain (MOERA) signatures: DKIM-Signature fields, and copies a list manager
+    // renamed (never verifiable, so claims only). When the caller ran provider-key
+    // verification, a DKIM-Signature claiming a MOERA key that did not verify is forged.
+    let mut moera_claims: Vec<MoeraClaim> = Vec::new();
+    for sig in &message.dkim_signatures {
+        let Some(d) = sig.domain.as_deref() else {
+            continue;
+        };
+        let d = d.to_ascii_lowercase();
+        if !fields::is_moera(&d, sig.selector.as_deref()) {
+            continue;
+        }
+        let verified = input.verified_signatures.iter().any(|v| v.domain == d);
+        if verified {
+            continue;
+        }
+        if options.provider_dkim_checked {
+            c.flag("PROVIDER_DKIM_FAILED");
+            c.say(format!(
+                "the DKIM signature d={d} claims one of our initial-domain keys but did not verify with it: treated as forged"
+            ));
+            continue;
+        }
+        moera_claims.push(MoeraClaim {
+            domain: d,
+            selector: sig.selector.clone().unwrap_or_default(),
+            header: "DKIM-Signature",
+        });
+    }
+    for (value, _) in headers.all("x-mailman-original-dkim-signature") {
+        let tags = fields::dkim_tags(value);
+        if let Some(d) = tags.domain
+            && fields::is_moera(&d, tags.selector.as_deref())
+        {
+            moera_claims.push(MoeraClaim {
+                domain: d,
+                selector: tags.selector.unwrap_or_default(),
+                header: "X-Mailman-Original-DKIM-Signature",
+            });
+        }
+    }
+    let dkim_moera: Vec<String> = moera_claims
         .iter()
-        .filter_map(|s| {
-            let d = s.domain.as_deref()?;
-            fields::is_moera(d, s.selector.as_deref()).then(|| d.to_owned())
-        })
+        .filter(|m| m.header == "DKIM-Signature")
+        .map(|m| m.domain.clone())
         .collect();
 
+    #[derive(PartialEq)]
+    enum Standing {
+        Recipient,
+        Anchored,
+        Inconsistent(Vec<&'static str>),
+        Unanchored,
+    }
+    let connector_tenant_at_ingress: Option<String> = headers
+        .all("x-ms-exchange-crosstenant-originalattributedtenantconnectingip")
+        .map(|(v, _)| fields::connecting_ip(v))
+        .find(|cip| cip.ip.is_some() && cip.ip == ingress_ip)
+        .and_then(|cip| cip.tenant_id);
     let mut ingress_corroboration: Vec<u32> = Vec::new();
+    let mut standings: Vec<Standing> = Vec::new();
     for block in &blocks {
-        let id_loc = loc("X-MS-Exchange-CrossTenant-Id", None, &block.id);
-        let stamped_in_recipient = stamped.iter().any(|s| recipient_hosts.contains(s));
+        let anchored_below_e =
+            e_pos.is_some() && block.stamped.iter().any(|s| final_pass_hosts.contains(s));
+        let stamped_in_recipient = block.stamped.iter().any(|s| recipient_hosts.contains(s));
         let anonymous_internet = block.auth_as.as_deref() == Some("anonymous")
             && block.from_entity.iter().any(|f| f == "internet")
             && block.connecting_ip.is_none();
-        let recipient_side = stamped_in_recipient || recipient_markers || anonymous_internet;
+        let recipient_side =
+            stamped_in_recipient || anonymous_internet || (recipient_markers && !anchored_below_e);
         if recipient_side {
-            c.flag("RECIPIENT_SIDE_STAMP");
-            let tenant = tenant_ref(directory, &block.id);
-            let eid = c.add(
-                EvidenceKind::PathFact,
-                Some(&block.id),
-                block.id.clone(),
-                id_loc,
-                Trust::Reporter,
-                0.0,
-            );
-            c.say(format!(
-                "E#{eid} stamp block Id={} is recipient-side (written when the complainant's copy was delivered): it names the complainant's tenant, never the sender",
-                block.id
-            ));
-            if recipient_tenant.is_none() {
-                recipient_tenant = Some(tenant);
-            }
+            standings.push(Standing::Recipient);
             continue;
         }
         // Sender side: check R1–R4.
-        let r1 = e_pos.is_some();
-        let r2 = stamped.iter().any(|s| final_pass_hosts.contains(s));
         let mut inconsistent = Vec::new();
+        // A connecting-IP stamp for our final ingress names the tenant the connector
+        // attributed; a block of another tenant cannot be this pass's block, wherever it sits.
+        if connector_tenant_at_ingress
+            .as_deref()
+            .is_some_and(|tid| tid != block.id)
+        {
+            inconsistent.push("the connecting-IP stamp for our ingress names another tenant");
+        }
         if let Some(cip) = block.connecting_ip.as_ref() {
             if cip.ip.is_some() && cip.ip != ingress_ip {
                 inconsistent.push("the connecting IP differs from the ingress hop");
@@ -744,7 +1029,8 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             if cip.tenant_id.as_deref().is_some_and(|t| t != block.id) {
                 inconsistent.push("the connecting-IP stamp names another tenant");
             }
-            if let (Some(src), Some(label)) = (block.auth_source.as_deref(), ingress_by_label.as_deref())
+            if let (Some(src), Some(label)) =
+                (block.auth_source.as_deref(), ingress_by_label.as_deref())
                 && first_label(src) != label
             {
                 inconsistent.push("AuthSource is not the ingress server");
@@ -758,77 +1044,172 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
                 (Some(Cip::Ip(cip)), Some(ing)) if cip != ing => {
                     inconsistent.push("the antispam report CIP differs from the ingress hop")
                 }
-                (Some(Cip::Ip(cip)), Some(ing)) if cip == ing => {
+                (Some(Cip::Hidden), Some(_)) if block.connecting_ip.is_some() => {
+                    inconsistent.push("the antispam report hides the client of a connector")
+                }
+                _ => {}
+            }
+        }
+        if anchored_below_e && !synthetic_e && inconsistent.is_empty() {
+            standings.push(Standing::Anchored);
+        } else if inconsistent.is_empty() {
+            standings.push(Standing::Unanchored);
+        } else {
+            standings.push(Standing::Inconsistent(inconsistent));
+        }
+    }
+    // EXO writes one sender-side block per pass: two different tenants both claiming our
+    // final pass cannot both be genuine, so neither is believed.
+    let anchored_ids: Vec<&str> = blocks
+        .iter()
+        .zip(&standings)
+        .filter(|(_, st)| **st == Standing::Anchored)
+        .map(|(b, _)| b.id.as_str())
+        .collect();
+    let contested = anchored_ids.len() > 1;
+    let anchored_id: Option<String> = (anchored_ids.len() == 1)
+        .then(|| anchored_ids.first().map(|s| (*s).to_owned()))
+        .flatten();
+    for (block, standing) in blocks.iter().zip(standings) {
+        let id_loc = loc("X-MS-Exchange-CrossTenant-Id", None, &block.id);
+        match standing {
+            Standing::Recipient => {
+                c.flag("RECIPIENT_SIDE_STAMP");
+                let eid = c.add(
+                    EvidenceKind::PathFact,
+                    Some(&block.id),
+                    block.id.clone(),
+                    id_loc,
+                    Trust::Reporter,
+                    0.0,
+                );
+                c.say(format!(
+                    "E#{eid} stamp block Id={} is recipient-side (written when the complainant's copy was delivered): it names the complainant's tenant, never the sender",
+                    block.id
+                ));
+                if recipient_tenant.is_none() {
+                    recipient_tenant = Some(tenant_ref(directory, &block.id));
+                }
+            }
+            Standing::Anchored if contested => {
+                c.flag("STAMP_INCONSISTENT");
+                c.flag("FORGED_STAMP_SUSPECTED");
+                c.say(format!(
+                    "stamp block Id={} claims our final pass, but so does another tenant's block: neither is believed",
+                    block.id
+                ));
+            }
+            Standing::Anchored => {
+                if let Some(ff) = forefront.as_ref()
+                    && let (Some(Cip::Ip(cip)), Some(ing)) = (ff.cip(), ingress_ip)
+                    && cip == ing
+                {
                     let eid = c.add(
                         EvidenceKind::PathFact,
                         None,
                         cip.to_string(),
-                        loc("X-Forefront-Antispam-Report", None, headers.first("x-forefront-antispam-report").unwrap_or("")),
+                        loc(
+                            "X-Forefront-Antispam-Report",
+                            None,
+                            headers.first("x-forefront-antispam-report").unwrap_or(""),
+                        ),
                         Trust::Provider,
                         0.0,
                     );
                     ingress_corroboration.push(eid);
                 }
-                _ => {}
-            }
-        }
-        if r1 && r2 && !synthetic_e && inconsistent.is_empty() {
-            let tenant = tenant_ref(directory, &block.id);
-            let eid = c.add(
-                EvidenceKind::AnchoredStamp,
-                Some(&block.id),
-                block.id.clone(),
-                id_loc,
-                Trust::Provider,
-                weight::E3,
-            );
-            c.say(format!(
-                "E#{eid} stamp block Id={} ({}) anchored: its stamping server is a hop of our final pass{}",
-                block.id,
-                tenant.name.as_deref().unwrap_or("unknown tenant"),
-                if block.connecting_ip.is_some() { "; the connecting IP and AuthSource match the ingress hop" } else { "" }
-            ));
-            stamp_tenants.push((block.id.clone(), EvidenceKind::AnchoredStamp, eid));
-        } else {
-            if !inconsistent.is_empty() {
-                c.flag("STAMP_INCONSISTENT");
-                c.say(format!(
-                    "stamp block Id={} is inconsistent: {}",
-                    block.id,
-                    inconsistent.join("; ")
-                ));
-            }
-            let moera_match = directory_initial_domain(directory, &block.id)
-                .is_some_and(|d| dkim_moera.iter().any(|m| *m == d));
-            let names_match = stamped.iter().any(|s| all_by_labels.contains(s))
-                || block
-                    .auth_source
-                    .as_deref()
-                    .is_some_and(|s| all_by_labels.contains(&first_label(s)));
-            if (moera_match || names_match) && inconsistent.is_empty() {
+                let tenant = tenant_ref(directory, &block.id);
                 let eid = c.add(
-                    EvidenceKind::CorroboratedStamp,
+                    EvidenceKind::AnchoredStamp,
                     Some(&block.id),
                     block.id.clone(),
                     id_loc,
-                    Trust::Sender,
-                    weight::E6,
+                    Trust::Provider,
+                    weight::E3,
                 );
-                c.flag("STAMP_UNANCHORED");
                 c.say(format!(
-                    "E#{eid} stamp block Id={} is not anchored at our egress but is corroborated ({})",
+                    "E#{eid} stamp block Id={} ({}) anchored: its stamping server {} is a hop of our final pass{}",
                     block.id,
-                    if moera_match { "its tenant's initial-domain DKIM signature is present" } else { "its server names appear in the chain" }
+                    tenant.name.as_deref().unwrap_or("unknown tenant"),
+                    block
+                        .stamped
+                        .iter()
+                        .find(|s| final_pass_hosts.contains(s))
+                        .map(|s| s.to_ascii_uppercase())
+                        .unwrap_or_default(),
+                    if block.connecting_ip.is_some() { "; the connecting IP and AuthSource match the ingress hop" } else { "" }
                 ));
-                stamp_tenants.push((block.id.clone(), EvidenceKind::CorroboratedStamp, eid));
-            } else {
+                stamp_tenants.push((block.id.clone(), EvidenceKind::AnchoredStamp, eid));
+            }
+            Standing::Inconsistent(reasons)
+                if anchored_id
+                    .as_deref()
+                    .is_some_and(|genuine| genuine != block.id) =>
+            {
+                // Another tenant's block is anchored and consistent: this one is a copy
+                // written outside our final pass. It must not lower the genuine block.
+                c.flag("STAMP_UNANCHORED");
+                c.flag("FORGED_STAMP_SUSPECTED");
+                c.say(format!(
+                    "stamp block Id={} contradicts the anchored block ({}): it was written outside our final pass and is ignored",
+                    block.id,
+                    reasons.join("; ")
+                ));
+            }
+            Standing::Inconsistent(reasons) => {
+                c.flag("STAMP_INCONSISTENT");
                 c.flag("STAMP_UNANCHORED");
                 c.say(format!(
-                    "stamp block Id={} is not anchored and not corroborated: ignored (anyone can write these headers)",
-                    block.id
+                    "stamp block Id={} is inconsistent: {}; not used",
+                    block.id,
+                    reasons.join("; ")
                 ));
-                if path == PathClass::NotOurs {
+            }
+            Standing::Unanchored => {
+                c.flag("STAMP_UNANCHORED");
+                if let Some(genuine) = anchored_id.as_deref()
+                    && genuine != block.id
+                {
                     c.flag("FORGED_STAMP_SUSPECTED");
+                    c.say(format!(
+                        "stamp block Id={} is not anchored while tenant {genuine}'s block is: it was written outside our final pass and is ignored",
+                        block.id
+                    ));
+                    continue;
+                }
+                let moera_match = directory_initial_domain(directory, &block.id)
+                    .is_some_and(|d| dkim_moera.contains(&d));
+                // Server names only corroborate when no egress hop exists to anchor against:
+                // below our ingress anyone can write a provider-looking line.
+                let names_match = e_pos.is_none()
+                    && (block.stamped.iter().any(|s| all_by_labels.contains(s))
+                        || block
+                            .auth_source
+                            .as_deref()
+                            .is_some_and(|s| all_by_labels.contains(&first_label(s))));
+                if moera_match || names_match {
+                    let eid = c.add(
+                        EvidenceKind::CorroboratedStamp,
+                        Some(&block.id),
+                        block.id.clone(),
+                        id_loc,
+                        Trust::Sender,
+                        weight::E6,
+                    );
+                    c.say(format!(
+                        "E#{eid} stamp block Id={} is not anchored at our egress but is corroborated ({})",
+                        block.id,
+                        if moera_match { "its tenant's initial-domain DKIM signature is present" } else { "its server names appear in the chain" }
+                    ));
+                    stamp_tenants.push((block.id.clone(), EvidenceKind::CorroboratedStamp, eid));
+                } else {
+                    c.say(format!(
+                        "stamp block Id={} is not anchored and not corroborated: ignored (anyone can write these headers)",
+                        block.id
+                    ));
+                    if path == PathClass::NotOurs {
+                        c.flag("FORGED_STAMP_SUSPECTED");
+                    }
                 }
             }
         }
@@ -867,7 +1248,11 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
                     EvidenceKind::PathFact,
                     None,
                     ip.to_string(),
-                    loc("X-MS-Exchange-CrossTenant-OriginalAttributedTenantConnectingIp", None, &ip.to_string()),
+                    loc(
+                        "X-MS-Exchange-CrossTenant-OriginalAttributedTenantConnectingIp",
+                        None,
+                        &ip.to_string(),
+                    ),
                     Trust::Provider,
                     0.0,
                 );
@@ -878,7 +1263,9 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         for (value, pos) in headers.all("received-spf") {
             let spf = fields::received_spf(value);
             if spf.client_ip == Some(ip)
-                && spf.receiver.as_deref().is_some_and(|r| profile.is_provider_host(r) || profile.is_provider_host(&format!("x.{r}")))
+                && spf.receiver.as_deref().is_some_and(|r| {
+                    profile.is_provider_host(r) || profile.is_provider_host(&format!("x.{r}"))
+                })
             {
                 let sid = c.add(
                     EvidenceKind::PathFact,
@@ -905,7 +1292,11 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
                 sources.push(aid);
             }
         }
-        let confidence = if sources.len() >= 2 { Confidence::High } else { Confidence::Medium };
+        let confidence = if sources.len() >= 2 {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
         c.say(format!(
             "E#{eid} ingress hop (Received[{}], written by our server {}): the message entered our platform from {ip}{}",
             h.hop.index,
@@ -920,9 +1311,11 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             location: loc("Received", Some(h.hop.index), &h.hop.raw),
         });
     }
-    let mut origin = ingress.clone();
-    if let Some(h) = earliest_ingress
-        && hairpin
+    // Origin: the entry of the earliest pass. Without a hairpin that is the final ingress;
+    // after one, the earliest pass was reported through a third party (§6.2 trust).
+    let mut origin = if hairpin { None } else { ingress.clone() };
+    if hairpin
+        && let Some(h) = earliest_ingress
         && let Some(ip) = h.hop.ip
     {
         let eid = c.add(
@@ -944,45 +1337,181 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             "E#{eid} origin: the earliest pass entered from {ip} (reported through a third party, so at most MEDIUM)"
         ));
     }
+    // Stamps of a sender-side block we accepted say the message was submitted by a hosted
+    // mailbox (used when the Received chain cannot show the pass, e.g. no egress hop).
+    let accepted_ids: Vec<&str> = stamp_tenants.iter().map(|(id, _, _)| id.as_str()).collect();
+    let stamps_say_hosted = blocks.iter().any(|b| {
+        accepted_ids.contains(&b.id.as_str())
+            && b.connecting_ip.is_none()
+            && (b.from_entity.iter().any(|f| f == "hosted")
+                || b.auth_as.as_deref() == Some("internal"))
+    }) || (!accepted_ids.is_empty()
+        && forefront.as_ref().is_some_and(|f| {
+            f.cip() == Some(Cip::Hidden) && f.dir().is_some_and(|d| d.eq_ignore_ascii_case("OUT"))
+        }));
     let connector_block = blocks.iter().find(|b| b.connecting_ip.is_some());
     let mut origin_kind = OriginKind::Unknown;
-    if origin.is_some() {
-        let from_entity_onprem = blocks.iter().any(|b| b.from_entity.iter().any(|f| f == "hybridonprem"));
-        let anonymous = blocks.iter().any(|b| b.auth_as.as_deref() == Some("anonymous"));
-        let hosted = blocks.iter().any(|b| b.from_entity.iter().any(|f| f == "hosted"));
+    if let Some(o) = origin.as_ref() {
+        let from_entity_onprem = blocks
+            .iter()
+            .any(|b| b.from_entity.iter().any(|f| f == "hybridonprem"));
+        let anonymous = blocks
+            .iter()
+            .any(|b| b.auth_as.as_deref() == Some("anonymous"));
+        let hosted = blocks
+            .iter()
+            .any(|b| b.from_entity.iter().any(|f| f == "hosted"));
         let helo_literal = earliest_ingress
             .and_then(|h| h.hop.from_name.as_deref())
             .is_some_and(|n| n.starts_with('['));
         let auth = earliest_ingress.is_some_and(|h| h.hop.auth);
         if (from_entity_onprem || anonymous) && connector_block.is_some() {
-            let third_party = origin
-                .as_ref()
-                .is_some_and(|o| connectors_third_party(directory, o.ip, t));
-            origin_kind = if third_party { OriginKind::ConnectorThirdParty } else { OriginKind::ConnectorOnPrem };
+            origin_kind = if connectors_third_party(directory, o.ip, t) {
+                OriginKind::ConnectorThirdParty
+            } else {
+                OriginKind::ConnectorOnPrem
+            };
         } else if hosted || helo_literal || auth {
             origin_kind = OriginKind::ClientSubmission;
         }
-    } else if hosted_submission {
+    } else if hosted_submission || (e_pos.is_none() && stamps_say_hosted) {
         origin_kind = OriginKind::HostedMailbox;
         c.flag("HOSTED_ORIGIN_NEEDS_LOGS");
         c.say("the message was submitted from a mailbox hosted on our platform: the client IP is only in our logs".to_owned());
-    }
-
-    // delivered_by: without an egress, the deepest public, non-provider from-IP.
-    let delivered_by = if egress.is_none() {
-        handovers
-            .iter()
-            .rev()
-            .find(|h| h.from_class == Some(AddressClass::External) && !h.by_provider)
-            .and_then(|h| {
-                h.hop.ip.map(|ip| IpFinding {
+        // A public X-Originating-IP of a single hosted pass is the client's own claim of
+        // where it connected from: a LOW origin, never more (§7.1).
+        if !hairpin
+            && e_pos.is_some()
+            && let Some((value, _)) = headers.all("x-originating-ip").next()
+        {
+            let text = fields::unfold(value);
+            if let Some(ip) =
+                crate::ip::parse_ip_lenient(text.trim_matches(|ch| ch == '[' || ch == ']'))
+                && ip::classify(ip, profile, false, t) == AddressClass::External
+            {
+                let eid = c.add(
+                    EvidenceKind::PathFact,
+                    None,
+                    ip.to_string(),
+                    loc("X-Originating-IP", None, value),
+                    Trust::Sender,
+                    0.0,
+                );
+                c.say(format!(
+                    "E#{eid} X-Originating-IP names the submitting client {ip}: a claim, LOW until the logs confirm it"
+                ));
+                origin = Some(IpFinding {
                     ip,
                     port: None,
                     confidence: Confidence::Low,
-                    sources: Vec::new(),
-                    location: loc("Received", Some(h.hop.index), &h.hop.raw),
-                })
+                    sources: vec![eid],
+                    location: loc("X-Originating-IP", None, value),
+                });
+            }
+        }
+    }
+
+    // delivered_by: without an egress, who handed the message on. On an inbound copy it is
+    // the address our own inbound server accepted it from (everything below is the sender's
+    // claim); otherwise the deepest public, non-provider from-IP.
+    let delivered_by = if egress.is_none() {
+        let inbound_hop = if path == PathClass::InboundExternal {
+            handovers
+                .iter()
+                .take_while(|h| h.by_provider)
+                .filter(|h| h.from_class == Some(AddressClass::External))
+                .last()
+                .copied()
+        } else {
+            None
+        };
+        let chosen = inbound_hop.or_else(|| {
+            handovers
+                .iter()
+                .rev()
+                .find(|h| h.from_class == Some(AddressClass::External) && !h.by_provider)
+                .copied()
+        });
+        chosen.and_then(|h| {
+            let ip = h.hop.ip?;
+            let written_by_us = h.by_provider;
+            let eid = c.add(
+                EvidenceKind::PathFact,
+                None,
+                ip.to_string(),
+                loc("Received", Some(h.hop.index), &h.hop.raw),
+                if written_by_us {
+                    Trust::Provider
+                } else {
+                    Trust::Reporter
+                },
+                0.0,
+            );
+            let mut sources = vec![eid];
+            for (value, pos) in headers.all("received-spf") {
+                if fields::received_spf(value).client_ip == Some(ip) {
+                    sources.push(c.add(
+                        EvidenceKind::PathFact,
+                        None,
+                        ip.to_string(),
+                        loc("Received-SPF", Some(pos), value),
+                        Trust::Reporter,
+                        0.0,
+                    ));
+                }
+            }
+            for (value, _) in headers.all("x-microsoft-antispam-mailbox-delivery") {
+                let sender_ip = fields::unfold(value).split(';').find_map(|kv| {
+                    let (k, v) = kv.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("wims-senderip")
+                        .then(|| crate::ip::parse_ip_lenient(v.trim()))
+                        .flatten()
+                });
+                if sender_ip == Some(ip) {
+                    sources.push(c.add(
+                        EvidenceKind::PathFact,
+                        None,
+                        ip.to_string(),
+                        loc("X-Microsoft-Antispam-Mailbox-Delivery", None, value),
+                        Trust::Reporter,
+                        0.0,
+                    ));
+                }
+            }
+            if let Some(sip) = reported_source_ip.as_ref()
+                && sip.ip == ip
+            {
+                sources.extend(sip.sources.iter().copied());
+            }
+            let top = handovers
+                .first()
+                .is_some_and(|first| first.hop.index == h.hop.index);
+            let confidence = if sources.len() >= 2 {
+                Confidence::High
+            } else if written_by_us || top {
+                Confidence::Medium
+            } else {
+                Confidence::Low
+            };
+            c.say(format!(
+                "E#{eid} delivered by {ip} (Received[{}], written by {}){}",
+                h.hop.index,
+                h.hop.by.as_deref().unwrap_or("an unnamed host"),
+                if sources.len() >= 2 {
+                    ", corroborated by the receiver's own records"
+                } else {
+                    ""
+                }
+            ));
+            Some(IpFinding {
+                ip,
+                port: h.hop.port,
+                confidence,
+                sources,
+                location: loc("Received", Some(h.hop.index), &h.hop.raw),
             })
+        })
     } else {
         None
     };
@@ -990,18 +1519,33 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
     // 5. Tenant evidence (§9).
     let mut cands: BTreeMap<String, Vec<(EvidenceKind, f32, u32)>> = BTreeMap::new();
     for (tenant, kind, eid) in &stamp_tenants {
-        let w = if *kind == EvidenceKind::AnchoredStamp { weight::E3 } else { weight::E6 };
-        cands.entry(tenant.clone()).or_default().push((*kind, w, *eid));
+        let w = if *kind == EvidenceKind::AnchoredStamp {
+            weight::E3
+        } else {
+            weight::E6
+        };
+        cands
+            .entry(tenant.clone())
+            .or_default()
+            .push((*kind, w, *eid));
     }
     for sig in input.verified_signatures {
         let tenants = tenants_for_dkim(directory, &sig.domain, &sig.selector, t);
         for tenant in tenants {
-            let w = if sig.headers_only { weight::E2_HEADERS } else { weight::E2_FULL };
+            let w = if sig.headers_only {
+                weight::E2_HEADERS
+            } else {
+                weight::E2_FULL
+            };
             let eid = c.add(
                 EvidenceKind::VerifiedDkim,
                 Some(&tenant),
                 format!("d={} s={}", sig.domain, sig.selector),
-                loc("DKIM-Signature", None, &format!("d={}; s={}", sig.domain, sig.selector)),
+                loc(
+                    "DKIM-Signature",
+                    None,
+                    &format!("d={}; s={}", sig.domain, sig.selector),
+                ),
                 Trust::Provider,
                 w,
             );
@@ -1009,9 +1553,16 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
                 "E#{eid} DKIM signature d={} s={} verified with our key{}: tenant {tenant}",
                 sig.domain,
                 sig.selector,
-                if sig.headers_only { " (headers only)" } else { "" }
+                if sig.headers_only {
+                    " (headers only)"
+                } else {
+                    ""
+                }
             ));
-            cands.entry(tenant).or_default().push((EvidenceKind::VerifiedDkim, w, eid));
+            cands
+                .entry(tenant)
+                .or_default()
+                .push((EvidenceKind::VerifiedDkim, w, eid));
         }
     }
     if let Some(e) = egress.as_ref()
@@ -1026,14 +1577,27 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
                 Trust::Reporter,
                 weight::E4,
             );
-            c.say(format!("E#{eid} egress {} is dedicated to tenant {tenant}", e.ip));
-            cands.entry(tenant).or_default().push((EvidenceKind::DedicatedEgressIp, weight::E4, eid));
+            c.say(format!(
+                "E#{eid} egress {} is dedicated to tenant {tenant}",
+                e.ip
+            ));
+            cands.entry(tenant).or_default().push((
+                EvidenceKind::DedicatedEgressIp,
+                weight::E4,
+                eid,
+            ));
         }
     }
     if let Some(ing) = ingress.as_ref() {
         let (exclusive, shared) = connector_tenants(directory, ing.ip, t);
-        if shared.len() + exclusive.len() > 1 {
+        // Several tenants on one connector IP, or a connector of a third-party service that
+        // many tenants use: the IP alone does not single out the tenant (§8.2).
+        if shared.len() + exclusive.len() > 1 || !shared.is_empty() {
             c.flag("SHARED_CONNECTOR_IP");
+            c.say(format!(
+                "ingress {} is a connector address shared with other senders (a third-party service): weak tenant evidence only",
+                ing.ip
+            ));
         }
         for tenant in exclusive {
             let eid = c.add(
@@ -1044,8 +1608,15 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
                 Trust::Provider,
                 weight::E5,
             );
-            c.say(format!("E#{eid} ingress {} is an exclusive connector of tenant {tenant}", ing.ip));
-            cands.entry(tenant).or_default().push((EvidenceKind::ExclusiveConnector, weight::E5, eid));
+            c.say(format!(
+                "E#{eid} ingress {} is an exclusive connector of tenant {tenant}",
+                ing.ip
+            ));
+            cands.entry(tenant).or_default().push((
+                EvidenceKind::ExclusiveConnector,
+                weight::E5,
+                eid,
+            ));
         }
         for tenant in shared {
             let eid = c.add(
@@ -1056,38 +1627,98 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
                 Trust::Provider,
                 weight::E11,
             );
-            cands.entry(tenant).or_default().push((EvidenceKind::SharedConnector, weight::E11, eid));
+            cands.entry(tenant).or_default().push((
+                EvidenceKind::SharedConnector,
+                weight::E11,
+                eid,
+            ));
         }
     }
+    // E7: initial-domain signatures we did not verify (failed ones were dropped above).
+    for claim in &moera_claims {
+        let d = claim.domain.as_str();
+        for tenant in tenants_for_initial_domain(directory, d, t) {
+            let eid = c.add(
+                EvidenceKind::MoeraDkim,
+                Some(&tenant),
+                d.to_owned(),
+                loc(claim.header, None, &format!("d={d}; s={}", claim.selector)),
+                Trust::Sender,
+                weight::E7,
+            );
+            c.say(format!(
+                "E#{eid} {} d={d} is tenant {tenant}'s initial domain (signature not verified by us)",
+                claim.header
+            ));
+            cands
+                .entry(tenant)
+                .or_default()
+                .push((EvidenceKind::MoeraDkim, weight::E7, eid));
+        }
+    }
+    // E9: custom-domain DKIM d=, from DKIM-Signature fields and from the reporter's bound
+    // Authentication-Results `dkim=pass header.d=` (the reporter verified that signature).
+    let ar_dkim_pass = |d: &str| {
+        bound_ar.iter().any(|(ar, _)| {
+            ar.results.iter().any(|r| {
+                r.method == "dkim"
+                    && r.result == "pass"
+                    && r.property("header.d")
+                        .is_some_and(|hd| hd.eq_ignore_ascii_case(d))
+            })
+        })
+    };
+    let mut custom_dkim: Vec<(String, Location)> = Vec::new();
     for sig in &message.dkim_signatures {
-        let Some(d) = sig.domain.as_deref() else { continue };
-        if input.verified_signatures.iter().any(|v| v.domain == d) {
+        let Some(d) = sig.domain.as_deref() else {
+            continue;
+        };
+        let d = d.to_ascii_lowercase();
+        if fields::is_moera(&d, sig.selector.as_deref())
+            || input.verified_signatures.iter().any(|v| v.domain == d)
+            || custom_dkim.iter().any(|(x, _)| *x == d)
+        {
             continue;
         }
-        if fields::is_moera(d, sig.selector.as_deref()) {
-            for tenant in tenants_for_initial_domain(directory, d, t) {
-                let eid = c.add(
-                    EvidenceKind::MoeraDkim,
-                    Some(&tenant),
-                    d.to_owned(),
-                    loc("DKIM-Signature", None, &format!("d={d}; s={}", sig.selector.as_deref().unwrap_or(""))),
-                    Trust::Sender,
-                    weight::E7,
-                );
-                c.say(format!("E#{eid} DKIM d={d} is tenant {tenant}'s initial domain (signature not verified by us)"));
-                cands.entry(tenant).or_default().push((EvidenceKind::MoeraDkim, weight::E7, eid));
+        let location = loc("DKIM-Signature", None, &format!("d={d}"));
+        custom_dkim.push((d, location));
+    }
+    for (ar, _) in &bound_ar {
+        for r in &ar.results {
+            if r.method == "dkim"
+                && r.result == "pass"
+                && let Some(d) = r.property("header.d")
+            {
+                let d = d.to_ascii_lowercase();
+                if !d.ends_with(".onmicrosoft.com") && !custom_dkim.iter().any(|(x, _)| *x == d) {
+                    let location = loc(
+                        "Authentication-Results",
+                        None,
+                        &format!("dkim=pass header.d={d}"),
+                    );
+                    custom_dkim.push((d, location));
+                }
             }
-        } else {
-            let ar_pass = bound_ar.iter().any(|(ar, _)| {
-                ar.results.iter().any(|r| {
-                    r.method == "dkim"
-                        && r.result == "pass"
-                        && r.property("header.d").is_some_and(|hd| hd.eq_ignore_ascii_case(d))
-                })
-            });
-            let w = if ar_pass { weight::E9_AR } else { weight::E9 };
-            domain_evidence(&mut c, &mut cands, directory, d, t, EvidenceKind::CustomDkimDomain, w, loc("DKIM-Signature", None, &format!("d={d}")), Trust::Sender, "DKIM d=");
         }
+    }
+    for (d, location) in custom_dkim {
+        let w = if ar_dkim_pass(&d) {
+            weight::E9_AR
+        } else {
+            weight::E9
+        };
+        domain_evidence(
+            &mut c,
+            &mut cands,
+            directory,
+            &d,
+            t,
+            EvidenceKind::CustomDkimDomain,
+            w,
+            location,
+            Trust::Sender,
+            "DKIM d=",
+        );
     }
     // Envelope domains: Return-Path, Original-Mail-From, bound AR smtp.mailfrom.
     let mut envelope_domains: Vec<(String, Location)> = Vec::new();
@@ -1117,7 +1748,18 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         }
     }
     for (d, location) in envelope_domains {
-        domain_evidence(&mut c, &mut cands, directory, &d, t, EvidenceKind::EnvelopeDomain, weight::E8, location, Trust::Reporter, "envelope sender domain");
+        domain_evidence(
+            &mut c,
+            &mut cands,
+            directory,
+            &d,
+            t,
+            EvidenceKind::EnvelopeDomain,
+            weight::E8,
+            location,
+            Trust::Reporter,
+            "envelope sender domain",
+        );
     }
     if let Some(from) = message.from.as_ref()
         && let Some(d) = from.domain.as_deref()
@@ -1126,32 +1768,53 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             ar.results.iter().any(|r| {
                 r.method == "dmarc"
                     && r.result == "pass"
-                    && r.property("header.from").is_some_and(|hf| hf.eq_ignore_ascii_case(d))
+                    && r.property("header.from")
+                        .is_some_and(|hf| hf.eq_ignore_ascii_case(d))
             })
         });
-        let w = if dmarc_pass { weight::E10_AR } else { weight::E10 };
-        domain_evidence(&mut c, &mut cands, directory, d, t, EvidenceKind::FromDomain, w, loc("From", None, &from.address), Trust::Sender, "From domain");
+        let w = if dmarc_pass {
+            weight::E10_AR
+        } else {
+            weight::E10
+        };
+        domain_evidence(
+            &mut c,
+            &mut cands,
+            directory,
+            d,
+            t,
+            EvidenceKind::FromDomain,
+            w,
+            loc("From", None, &from.address),
+            Trust::Sender,
+            "From domain",
+        );
     }
-    if blocks.is_empty() || stamp_tenants.iter().any(|_| true) || recipient_tenant.is_none() {
-        if let Some(org) = headers.first("x-originatororg") {
-            let org = fields::unfold(org).to_ascii_lowercase();
-            if recipient_tenant.is_none() {
-                let mut tenants = tenants_for_domain(directory, &org, t);
-                tenants.extend(tenants_for_initial_domain(directory, &org, t));
-                tenants.sort();
-                tenants.dedup();
-                for tenant in tenants {
-                    let eid = c.add(
-                        EvidenceKind::OriginatorOrg,
-                        Some(&tenant),
-                        org.clone(),
-                        loc("X-OriginatorOrg", None, &org),
-                        Trust::Sender,
-                        weight::E12,
-                    );
-                    cands.entry(tenant).or_default().push((EvidenceKind::OriginatorOrg, weight::E12, eid));
-                }
-            }
+    // E12: X-OriginatorOrg, sender side only (an inbound copy carries the recipient's org).
+    if recipient_tenant.is_none()
+        && let Some(org) = headers.first("x-originatororg")
+    {
+        let org = fields::unfold(org).to_ascii_lowercase();
+        let mut tenants = tenants_for_domain(directory, &org, t);
+        tenants.extend(tenants_for_initial_domain(directory, &org, t));
+        tenants.sort();
+        tenants.dedup();
+        for tenant in tenants {
+            let eid = c.add(
+                EvidenceKind::OriginatorOrg,
+                Some(&tenant),
+                org.clone(),
+                loc("X-OriginatorOrg", None, &org),
+                Trust::Sender,
+                weight::E12,
+            );
+            c.say(format!(
+                "E#{eid} X-OriginatorOrg {org} belongs to tenant {tenant} (weak: a header anyone can write)"
+            ));
+            cands
+                .entry(tenant)
+                .or_default()
+                .push((EvidenceKind::OriginatorOrg, weight::E12, eid));
         }
     }
     if let Some(fb) = input.feedback {
@@ -1164,18 +1827,55 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
         reported.sort();
         reported.dedup();
         for d in reported {
-            domain_evidence(&mut c, &mut cands, directory, &d, t, EvidenceKind::ReportedDomain, weight::E13, loc("Reported-Domain", None, &d), Trust::Reporter, "reported domain");
+            domain_evidence(
+                &mut c,
+                &mut cands,
+                directory,
+                &d,
+                t,
+                EvidenceKind::ReportedDomain,
+                weight::E13,
+                loc("Reported-Domain", None, &d),
+                Trust::Reporter,
+                "reported domain",
+            );
         }
         // RFC 6591: DKIM-Domain may list several domains.
         if let Some(dd) = fb.dkim_domain.as_deref() {
-            for d in dd.split([';', ',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
+            for d in dd
+                .split([';', ',', ' '])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 if fields::is_moera(d, fb.dkim_selector.as_deref()) {
                     for tenant in tenants_for_initial_domain(directory, d, t) {
-                        let eid = c.add(EvidenceKind::MoeraDkim, Some(&tenant), d.to_owned(), loc("DKIM-Domain", None, d), Trust::Reporter, weight::E7);
-                        cands.entry(tenant).or_default().push((EvidenceKind::MoeraDkim, weight::E7, eid));
+                        let eid = c.add(
+                            EvidenceKind::MoeraDkim,
+                            Some(&tenant),
+                            d.to_owned(),
+                            loc("DKIM-Domain", None, d),
+                            Trust::Reporter,
+                            weight::E7,
+                        );
+                        cands.entry(tenant).or_default().push((
+                            EvidenceKind::MoeraDkim,
+                            weight::E7,
+                            eid,
+                        ));
                     }
                 } else {
-                    domain_evidence(&mut c, &mut cands, directory, d, t, EvidenceKind::CustomDkimDomain, weight::E9, loc("DKIM-Domain", None, d), Trust::Reporter, "ARF DKIM-Domain");
+                    domain_evidence(
+                        &mut c,
+                        &mut cands,
+                        directory,
+                        d,
+                        t,
+                        EvidenceKind::CustomDkimDomain,
+                        weight::E9,
+                        loc("DKIM-Domain", None, d),
+                        Trust::Reporter,
+                        "ARF DKIM-Domain",
+                    );
                 }
             }
         }
@@ -1185,7 +1885,15 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             EvidenceKind::TextHint,
             None,
             claimed.ip.to_string(),
-            loc(if claimed.origin == "subject" { "Subject" } else { "body" }, None, &claimed.ip.to_string()),
+            loc(
+                if claimed.origin == "subject" {
+                    "Subject"
+                } else {
+                    "body"
+                },
+                None,
+                &claimed.ip.to_string(),
+            ),
             Trust::Hint,
             0.0,
         );
@@ -1195,7 +1903,10 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             c.flag("HINT_IP_MISMATCH");
         }
         for tenant in dedicated_ip_tenants(directory, claimed.ip, t) {
-            cands.entry(tenant).or_default().push((EvidenceKind::TextHint, weight::E14, eid));
+            cands
+                .entry(tenant)
+                .or_default()
+                .push((EvidenceKind::TextHint, weight::E14, eid));
         }
         c.say(format!(
             "E#{eid} the reporter names {} in the {} (a hint only)",
@@ -1207,15 +1918,7 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
     let mut candidates: Vec<Candidate> = cands
         .into_iter()
         .map(|(tenant_id, evs)| {
-            let mut by_kind: BTreeMap<EvidenceKind, f32> = BTreeMap::new();
-            for (k, w, _) in &evs {
-                let e = by_kind.entry(*k).or_insert(0.0);
-                if *w > *e {
-                    *e = *w;
-                }
-            }
-            let product: f32 = by_kind.values().map(|w| 1.0 - w).product();
-            let score = round3(1.0 - product);
+            let score = noisy_or(evs.iter().map(|(k, w, _)| (*k, *w)));
             Candidate {
                 tenant: tenant_ref(directory, &tenant_id),
                 score,
@@ -1241,66 +1944,85 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
     let mut tenant_confidence = Confidence::None;
     let mut tenant_score = 0.0;
     let mut impersonated = Vec::new();
+    let role = candidate_role(path, input.kind == ReportKind::AuthFailure);
+    for cand in candidates.iter_mut() {
+        cand.role = role;
+    }
     if let Some(top) = candidates.first().cloned() {
-        let second = candidates.get(1).map_or(0.0, |s| s.score);
-        if second >= 0.60 && top.score - second < 0.25 {
-            c.flag("CONFLICTING_TENANTS");
-            c.say(format!(
-                "two tenants have strong evidence ({} {:.3}, {} {:.3}): no tenant is named",
-                top.tenant.id, top.score, candidates.get(1).map_or("", |s| s.tenant.id.as_str()), second
-            ));
-        } else {
-            if second >= 0.25 {
+        let second = candidates.get(1).map(|s| s.score);
+        match choose(top.score, second) {
+            Choice::Conflict => {
                 c.flag("CONFLICTING_TENANTS");
+                c.say(format!(
+                    "two tenants have strong evidence ({} {:.3}, {} {:.3}): no tenant is named",
+                    top.tenant.id,
+                    top.score,
+                    candidates.get(1).map_or("", |s| s.tenant.id.as_str()),
+                    second.unwrap_or(0.0)
+                ));
             }
-            tenant = Some(top.tenant.clone());
-            tenant_confidence = top.confidence;
-            tenant_score = top.score;
+            Choice::Named { conflict } => {
+                if conflict {
+                    c.flag("CONFLICTING_TENANTS");
+                    c.say(format!(
+                        "another tenant has some evidence too ({} {:.3}), far below the best",
+                        candidates.get(1).map_or("", |s| s.tenant.id.as_str()),
+                        second.unwrap_or(0.0)
+                    ));
+                }
+                tenant = Some(top.tenant.clone());
+                tenant_confidence = top.confidence;
+                tenant_score = top.score;
+            }
         }
-        // Gates.
         let has_e2 = top.evidence.iter().any(|id| {
             c.evidence
                 .iter()
                 .any(|e| e.id == *id && e.kind == EvidenceKind::VerifiedDkim)
         });
-        match path {
-            PathClass::NotOurs | PathClass::InboundExternal => {
-                if path == PathClass::NotOurs {
-                    impersonated = candidates.iter().map(|cand| cand.tenant.clone()).collect();
-                    for cand in candidates.iter_mut() {
-                        cand.role = CandidateRole::Impersonated;
-                    }
-                    if tenant.is_some() {
-                        c.say("the message never passed through our platform: domain matches are impersonation, not a tenant offence".to_owned());
-                    }
-                }
+        // G1: no tenant on paths that never went through our outbound side.
+        if !path_allows_tenant(path) {
+            if path == PathClass::NotOurs {
+                impersonated = candidates.iter().map(|cand| cand.tenant.clone()).collect();
+                c.say(format!(
+                    "the message never passed through our platform: {} (domain or stamp matches are impersonation, not a tenant offence)",
+                    if role == CandidateRole::DomainOwner { "the tenant owns the domain the report is about" } else { "no tenant is named" }
+                ));
+            }
+            if tenant.is_some() {
                 tenant = None;
-            }
-            PathClass::EgressNotProvider if !has_e2 => {
-                tenant_confidence = tenant_confidence.min(Confidence::Medium);
-            }
-            PathClass::Unknown => {
-                let cap = if usable_source_ip.is_some_and(|ip| profile.egress(ip, t).is_some()) {
-                    Confidence::Medium
-                } else {
-                    Confidence::Low
-                };
-                tenant_confidence = tenant_confidence.min(cap);
-            }
-            _ => {}
-        }
-        if matches!(provenance, Provenance::Pasted | Provenance::InlineQuote) {
-            tenant_confidence = tenant_confidence.min(if provenance == Provenance::InlineQuote { Confidence::Low } else { Confidence::Medium });
-        }
-        if input.kind == ReportKind::AuthFailure && path != PathClass::ProviderOutbound {
-            for cand in candidates.iter_mut() {
-                if cand.role == CandidateRole::Sender {
-                    cand.role = CandidateRole::DomainOwner;
-                }
+                tenant_confidence = Confidence::None;
+                tenant_score = 0.0;
             }
         }
-        if c.flags.contains("STAMP_INCONSISTENT") {
-            tenant_confidence = tenant_confidence.lowered(Confidence::Low);
+        if tenant.is_some() {
+            let facts = GateFacts {
+                path,
+                provenance,
+                has_e2,
+                inconsistent: c.flags.contains("STAMP_INCONSISTENT")
+                    || c.flags.contains("CLOCK_SKEW"),
+                source_ip_in_egress: usable_source_ip
+                    .is_some_and(|ip| profile.egress(ip, t).is_some()),
+                synthetic_egress: synthetic_e,
+            };
+            let gated = gate_label(tenant_confidence, &facts);
+            if gated != tenant_confidence {
+                c.say(format!(
+                    "gates lower the label from {} to {} ({})",
+                    tenant_confidence.as_str(),
+                    gated.as_str(),
+                    gate_reason(&facts)
+                ));
+                tenant_confidence = gated;
+            }
+            // G3: a shared (consumer) tenant is named, but the account needs the logs.
+            if let Some(t) = tenant.as_ref()
+                && directory_is_shared(directory, &t.id)
+            {
+                c.flag("SHARED_TENANT");
+                c.say("the tenant is the shared consumer tenant: the sending account is only in our logs".to_owned());
+            }
         }
         if input.reporter_tier == ReporterTier::T3 && !has_e2 {
             // The label follows the evidence (spec §4: REPORT_UNAUTHENTICATED leaves the
@@ -1308,28 +2030,38 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
             c.say("the report itself is not authenticated (REPORT_UNAUTHENTICATED): its headers could be forged, so no automated action without confirmation".to_owned());
         }
         if let Some(t) = tenant.as_ref() {
-            let summary: Vec<String> = top
+            // One entry per evidence kind (its largest weight), in the order of §9.
+            let mut per_kind: BTreeMap<EvidenceKind, f32> = BTreeMap::new();
+            for e in top
                 .evidence
                 .iter()
                 .filter_map(|id| c.evidence.iter().find(|e| e.id == *id))
-                .map(|e| format!("{} {:.2}", e.kind.as_str().split('_').next().unwrap_or(""), e.weight))
+            {
+                let w = per_kind.entry(e.kind).or_insert(0.0);
+                if e.weight > *w {
+                    *w = e.weight;
+                }
+            }
+            let summary: Vec<String> = per_kind
+                .iter()
+                .map(|(kind, w)| {
+                    format!("{} {w:.2}", kind.as_str().split('_').next().unwrap_or(""))
+                })
                 .collect();
             c.say(format!(
                 "tenant {}{} score {:.3} {} [{}]",
                 t.id,
-                t.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+                t.name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default(),
                 tenant_score,
                 tenant_confidence.as_str(),
                 summary.join(", ")
             ));
         }
     }
-    for cand in candidates.iter_mut() {
-        cand.confidence = Confidence::from_score(cand.score);
-    }
-    if tenant.is_none() && candidates.is_empty() {
-        c.say(format!("no tenant: path {}", path.as_str()));
-    } else if tenant.is_none() && !impersonated.is_empty() {
+    if tenant.is_none() && (candidates.is_empty() || !impersonated.is_empty()) {
         c.say(format!("no tenant: path {}", path.as_str()));
     }
     if let Some(rt) = recipient_tenant.as_ref() {
@@ -1380,6 +2112,131 @@ pub fn attribute(input: &Input<'_>, profile: &Profile, directory: &DirectorySnap
     }
 }
 
+/// Noisy-OR over evidence kinds (§10.1): `1 - Π(1 - w)`, taking the largest weight within
+/// each kind, rounded to 3 decimals.
+pub(crate) fn noisy_or(evidence: impl IntoIterator<Item = (EvidenceKind, f32)>) -> f32 {
+    let mut by_kind: BTreeMap<EvidenceKind, f32> = BTreeMap::new();
+    for (kind, w) in evidence {
+        let w = w.clamp(0.0, 1.0);
+        let e = by_kind.entry(kind).or_insert(0.0);
+        if w > *e {
+            *e = w;
+        }
+    }
+    let product: f32 = by_kind.values().map(|w| 1.0 - w).product();
+    round3(1.0 - product)
+}
+
+/// What the conflict rule (§10.2) decides for the two best scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Choice {
+    /// Name the best candidate; `conflict` when the runner-up still reaches LOW.
+    Named { conflict: bool },
+    /// Two strong candidates too close to call: name nobody.
+    Conflict,
+}
+
+/// §10.2: with `second ≥ 0.60` and a gap under 0.25 nobody is named; otherwise the best is,
+/// flagged when the runner-up reaches 0.25.
+pub(crate) fn choose(top: f32, second: Option<f32>) -> Choice {
+    let second = second.unwrap_or(0.0);
+    // Compare on rounded thousandths so float noise cannot flip the rule at its edges.
+    let gap = ((top - second) * 1000.0).round() as i32;
+    if second >= 0.60 && gap < 250 {
+        Choice::Conflict
+    } else {
+        Choice::Named {
+            conflict: second >= 0.25,
+        }
+    }
+}
+
+/// G1: the paths on which a sending tenant may be named at all.
+pub(crate) fn path_allows_tenant(path: PathClass) -> bool {
+    !matches!(path, PathClass::NotOurs | PathClass::InboundExternal)
+}
+
+/// G4: the role candidates play. An auth-failure report is about a domain; unless our egress
+/// sent the message, the tenant owning the domain is its owner, not the sender. On a path
+/// that never went through us, a match is an impersonation.
+pub(crate) fn candidate_role(path: PathClass, auth_failure: bool) -> CandidateRole {
+    if auth_failure && path != PathClass::ProviderOutbound {
+        CandidateRole::DomainOwner
+    } else if path == PathClass::NotOurs {
+        CandidateRole::Impersonated
+    } else {
+        CandidateRole::Sender
+    }
+}
+
+/// The facts the label gates of §10.3 read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GateFacts {
+    pub(crate) path: PathClass,
+    pub(crate) provenance: Provenance,
+    /// The best candidate has provider-key verified DKIM (E2).
+    pub(crate) has_e2: bool,
+    /// `STAMP_INCONSISTENT` or `CLOCK_SKEW`.
+    pub(crate) inconsistent: bool,
+    /// The ARF Source-IP is in our egress networks.
+    pub(crate) source_ip_in_egress: bool,
+    /// The egress boundary is the reporter's Source-IP, not a hop (weak anchoring, R1).
+    pub(crate) synthetic_egress: bool,
+}
+
+/// The caps of §10.3 applied to a label (G1 caps, G2, G5). `SOURCE_IP_MISMATCH` never
+/// touches the tenant label; G3/G4 change roles and flags, not the label.
+pub(crate) fn gate_label(label: Confidence, g: &GateFacts) -> Confidence {
+    let mut label = label;
+    match g.path {
+        PathClass::EgressNotProvider if !g.has_e2 => label = label.min(Confidence::Medium),
+        PathClass::Unknown => {
+            label = label.min(if g.source_ip_in_egress {
+                Confidence::Medium
+            } else {
+                Confidence::Low
+            });
+        }
+        PathClass::NotOurs | PathClass::InboundExternal => label = Confidence::None,
+        _ => {}
+    }
+    if g.synthetic_egress && !g.has_e2 {
+        label = label.min(Confidence::Medium);
+    }
+    match g.provenance {
+        Provenance::Pasted => label = label.min(Confidence::Medium),
+        Provenance::InlineQuote => label = label.min(Confidence::Low),
+        _ => {}
+    }
+    if g.inconsistent {
+        label = label.lowered(Confidence::Low);
+    }
+    label
+}
+
+fn gate_reason(g: &GateFacts) -> String {
+    let mut why = Vec::new();
+    match g.path {
+        PathClass::EgressNotProvider if !g.has_e2 => {
+            why.push("no egress hop and no provider-verified signature: at most MEDIUM")
+        }
+        PathClass::Unknown => why.push("no header block to judge the path"),
+        _ => {}
+    }
+    if g.synthetic_egress && !g.has_e2 {
+        why.push("the egress is only the reporter's Source-IP: at most MEDIUM");
+    }
+    match g.provenance {
+        Provenance::Pasted => why.push("pasted headers: at most MEDIUM"),
+        Provenance::InlineQuote => why.push("inline forward: at most LOW"),
+        _ => {}
+    }
+    if g.inconsistent {
+        why.push("inconsistent stamps or clocks: one step lower");
+    }
+    why.join("; ")
+}
+
 fn uri_host(uri: &str) -> Option<String> {
     let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
     let host = rest.split(['/', '?', '#', ':']).next()?;
@@ -1407,13 +2264,21 @@ fn domain_evidence(
     }
     let w = if ambiguous { weight / 2.0 } else { weight };
     for tenant in tenants {
-        if directory_is_shared(directory, &tenant) {
-            c.flag("SHARED_TENANT");
-        }
-        let eid = c.add(kind, Some(&tenant), domain.to_owned(), location.clone(), trust, w);
+        let eid = c.add(
+            kind,
+            Some(&tenant),
+            domain.to_owned(),
+            location.clone(),
+            trust,
+            w,
+        );
         c.say(format!(
             "E#{eid} {what} {domain} is an accepted domain of tenant {tenant}{}",
-            if ambiguous { " (claimed by more than one tenant: weight halved)" } else { "" }
+            if ambiguous {
+                " (claimed by more than one tenant: weight halved)"
+            } else {
+                ""
+            }
         ));
         cands.entry(tenant).or_default().push((kind, w, eid));
     }
@@ -1450,7 +2315,11 @@ fn tenants_for_domain(directory: &DirectorySnapshot, domain: &str, t: Option<i64
     ids
 }
 
-fn tenants_for_initial_domain(directory: &DirectorySnapshot, domain: &str, _t: Option<i64>) -> Vec<String> {
+fn tenants_for_initial_domain(
+    directory: &DirectorySnapshot,
+    domain: &str,
+    _t: Option<i64>,
+) -> Vec<String> {
     directory
         .by_initial_domain(domain)
         .into_iter()
@@ -1458,7 +2327,12 @@ fn tenants_for_initial_domain(directory: &DirectorySnapshot, domain: &str, _t: O
         .collect()
 }
 
-fn tenants_for_dkim(directory: &DirectorySnapshot, d: &str, s: &str, t: Option<i64>) -> Vec<String> {
+fn tenants_for_dkim(
+    directory: &DirectorySnapshot,
+    d: &str,
+    s: &str,
+    t: Option<i64>,
+) -> Vec<String> {
     let mut ids: Vec<String> = directory
         .by_dkim(d, s, t)
         .into_iter()
@@ -1478,7 +2352,11 @@ fn dedicated_ip_tenants(directory: &DirectorySnapshot, ip: IpAddr, t: Option<i64
         .collect()
 }
 
-fn connector_tenants(directory: &DirectorySnapshot, ip: IpAddr, t: Option<i64>) -> (Vec<String>, Vec<String>) {
+fn connector_tenants(
+    directory: &DirectorySnapshot,
+    ip: IpAddr,
+    t: Option<i64>,
+) -> (Vec<String>, Vec<String>) {
     let mut exclusive = Vec::new();
     let mut shared = Vec::new();
     for connector in directory.connectors_for_ip(ip, t) {
@@ -1496,4 +2374,274 @@ fn connectors_third_party(directory: &DirectorySnapshot, ip: IpAddr, t: Option<i
         .connectors_for_ip(ip, t)
         .into_iter()
         .any(|c| c.third_party.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Scoring and gate rules of §10 on their own: noisy-OR, the conflict rule, each gate
+    //! G1–G5, and the reporter tier (a flag, never a cap).
+
+    use super::*;
+
+    fn facts(path: PathClass) -> GateFacts {
+        GateFacts {
+            path,
+            provenance: Provenance::Attached,
+            has_e2: false,
+            inconsistent: false,
+            source_ip_in_egress: false,
+            synthetic_egress: false,
+        }
+    }
+
+    #[test]
+    fn noisy_or_combines_kinds_and_takes_the_largest_weight_within_a_kind() {
+        // T01: E3, E5, E9 (bound AR), E10 (bound AR), E12.
+        let score = noisy_or([
+            (EvidenceKind::AnchoredStamp, 0.90),
+            (EvidenceKind::ExclusiveConnector, 0.80),
+            (EvidenceKind::CustomDkimDomain, 0.60),
+            (EvidenceKind::FromDomain, 0.55),
+            (EvidenceKind::OriginatorOrg, 0.20),
+        ]);
+        assert_eq!(score, 0.997);
+        // Two pieces of the same kind count once, at the larger weight.
+        assert_eq!(
+            noisy_or([
+                (EvidenceKind::CustomDkimDomain, 0.40),
+                (EvidenceKind::CustomDkimDomain, 0.60)
+            ]),
+            0.6
+        );
+        // T14: E8 + E10 + E13 = 1 - 0.5 * 0.75 * 0.85.
+        assert_eq!(
+            noisy_or([
+                (EvidenceKind::EnvelopeDomain, 0.50),
+                (EvidenceKind::FromDomain, 0.25),
+                (EvidenceKind::ReportedDomain, 0.15)
+            ]),
+            0.681
+        );
+        assert_eq!(noisy_or([]), 0.0);
+        // Out-of-range weights are clamped, never produce a score outside [0, 1].
+        assert_eq!(noisy_or([(EvidenceKind::TextHint, 7.0)]), 1.0);
+        assert_eq!(noisy_or([(EvidenceKind::TextHint, -1.0)]), 0.0);
+    }
+
+    #[test]
+    fn scores_are_rounded_to_three_decimals() {
+        let s = noisy_or([
+            (EvidenceKind::MoeraDkim, 0.55),
+            (EvidenceKind::FromDomain, 0.25),
+        ]);
+        assert_eq!(s, 0.663);
+        assert_eq!((s * 1000.0).round() / 1000.0, s);
+    }
+
+    #[test]
+    fn conflict_rule() {
+        // A strong runner-up within 0.25 of the best: nobody is named.
+        assert_eq!(choose(0.90, Some(0.70)), Choice::Conflict);
+        assert_eq!(choose(0.84, Some(0.60)), Choice::Conflict);
+        // Exactly 0.25 apart: the best is named, flagged.
+        assert_eq!(choose(0.85, Some(0.60)), Choice::Named { conflict: true });
+        // A runner-up below 0.60 never blocks, but from 0.25 it is flagged.
+        assert_eq!(choose(0.70, Some(0.59)), Choice::Named { conflict: true });
+        assert_eq!(choose(0.66, Some(0.25)), Choice::Named { conflict: true });
+        assert_eq!(choose(0.625, Some(0.15)), Choice::Named { conflict: false });
+        assert_eq!(choose(0.40, None), Choice::Named { conflict: false });
+    }
+
+    #[test]
+    fn g1_paths() {
+        assert!(path_allows_tenant(PathClass::ProviderOutbound));
+        assert!(path_allows_tenant(PathClass::ProviderToProvider));
+        assert!(path_allows_tenant(PathClass::EgressNotProvider));
+        assert!(path_allows_tenant(PathClass::Unknown));
+        assert!(!path_allows_tenant(PathClass::NotOurs));
+        assert!(!path_allows_tenant(PathClass::InboundExternal));
+
+        let high = Confidence::High;
+        assert_eq!(gate_label(high, &facts(PathClass::ProviderOutbound)), high);
+        assert_eq!(
+            gate_label(high, &facts(PathClass::EgressNotProvider)),
+            Confidence::Medium
+        );
+        let verified = GateFacts {
+            has_e2: true,
+            ..facts(PathClass::EgressNotProvider)
+        };
+        assert_eq!(gate_label(high, &verified), high);
+        assert_eq!(
+            gate_label(high, &facts(PathClass::Unknown)),
+            Confidence::Low
+        );
+        let ours = GateFacts {
+            source_ip_in_egress: true,
+            ..facts(PathClass::Unknown)
+        };
+        assert_eq!(gate_label(high, &ours), Confidence::Medium);
+        assert_eq!(
+            gate_label(high, &facts(PathClass::NotOurs)),
+            Confidence::None
+        );
+        assert_eq!(
+            gate_label(high, &facts(PathClass::InboundExternal)),
+            Confidence::None
+        );
+        // A synthetic egress (Source-IP only) is weak anchoring: at most MEDIUM.
+        let synthetic = GateFacts {
+            synthetic_egress: true,
+            ..facts(PathClass::ProviderOutbound)
+        };
+        assert_eq!(gate_label(high, &synthetic), Confidence::Medium);
+    }
+
+    #[test]
+    fn g2_provenance() {
+        let pasted = GateFacts {
+            provenance: Provenance::Pasted,
+            ..facts(PathClass::ProviderOutbound)
+        };
+        assert_eq!(gate_label(Confidence::High, &pasted), Confidence::Medium);
+        assert_eq!(gate_label(Confidence::Low, &pasted), Confidence::Low);
+        let inline = GateFacts {
+            provenance: Provenance::InlineQuote,
+            ..facts(PathClass::ProviderOutbound)
+        };
+        assert_eq!(gate_label(Confidence::High, &inline), Confidence::Low);
+        let part = GateFacts {
+            provenance: Provenance::HeadersPart,
+            ..facts(PathClass::ProviderOutbound)
+        };
+        assert_eq!(gate_label(Confidence::High, &part), Confidence::High);
+    }
+
+    #[test]
+    fn g3_shared_tenant_keeps_its_label() {
+        // G3 names the shared tenant and flags it; the label itself is not gated (T08, T09
+        // expect HIGH on the consumer tenant). Only the flag is added, in `attribute`.
+        assert_eq!(
+            gate_label(Confidence::High, &facts(PathClass::ProviderOutbound)),
+            Confidence::High
+        );
+    }
+
+    #[test]
+    fn g4_auth_failure_roles() {
+        assert_eq!(
+            candidate_role(PathClass::ProviderOutbound, true),
+            CandidateRole::Sender
+        );
+        assert_eq!(
+            candidate_role(PathClass::NotOurs, true),
+            CandidateRole::DomainOwner
+        );
+        assert_eq!(
+            candidate_role(PathClass::Unknown, true),
+            CandidateRole::DomainOwner
+        );
+        assert_eq!(
+            candidate_role(PathClass::NotOurs, false),
+            CandidateRole::Impersonated
+        );
+        assert_eq!(
+            candidate_role(PathClass::ProviderToProvider, false),
+            CandidateRole::Sender
+        );
+    }
+
+    #[test]
+    fn g5_inconsistency_lowers_one_step_never_below_low() {
+        let bad = GateFacts {
+            inconsistent: true,
+            ..facts(PathClass::ProviderOutbound)
+        };
+        assert_eq!(gate_label(Confidence::High, &bad), Confidence::Medium);
+        assert_eq!(gate_label(Confidence::Medium, &bad), Confidence::Low);
+        assert_eq!(gate_label(Confidence::Low, &bad), Confidence::Low);
+        assert_eq!(gate_label(Confidence::None, &bad), Confidence::None);
+    }
+
+    /// A minimal report through the real parser, so the tier test exercises `attribute`.
+    fn one_report(headers: &str) -> arfwire_parse::Submission {
+        let raw = format!(
+            "From: fbl@reporter.test\r\nTo: junk@abuse-desk.test\r\nSubject: report\r\n\
+             Date: Mon, 1 Jun 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nreport\r\n\
+             --b\r\nContent-Type: message/feedback-report\r\n\r\n\
+             Feedback-Type: abuse\r\nUser-Agent: t/1\r\nVersion: 1\r\nSource-IP: 192.0.2.3\r\n\r\n\
+             --b\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n\r\nbody\r\n--b--\r\n",
+            headers.replace('\n', "\r\n")
+        );
+        match arfwire_parse::parse(raw.as_bytes(), &arfwire_parse::ParseOptions::default()) {
+            arfwire_parse::Outcome::Report(s) => s,
+            other => panic!("not a report: {other:?}"),
+        }
+    }
+
+    fn doc_profile() -> Profile {
+        Profile::from_toml(
+            "name = \"doc\"\nstamp_family = \"none\"\ntreat_documentation_ranges_as_public = true\n\
+             egress_networks = [\"192.0.2.0/27\"]\nprovider_host_suffixes = [\".provider.test\"]\n",
+        )
+        .expect("profile")
+    }
+
+    fn doc_directory() -> DirectorySnapshot {
+        DirectorySnapshot::from_toml(
+            "[[tenants]]\nid = \"T-EXAMPLE-JP\"\ndisplay_name = \"T-EXAMPLE-JP\"\n\
+             [[domains]]\ntenant_id = \"T-EXAMPLE-JP\"\ndomain = \"example.jp\"\n",
+        )
+        .expect("directory")
+    }
+
+    fn run_tier(tier: ReporterTier) -> Attribution {
+        let s = one_report(
+            "Return-Path: <shop@example.jp>\n\
+             Received: from mta4.example.jp (mta4.example.jp [192.0.2.3])\n\tby mx.rcpt.test (Postfix) with ESMTP id 1; Wed, 10 Jun 2015 08:00:05 +0000\n\
+             From: Shop <shop@example.jp>\nSubject: offer\nMessage-ID: <o@example.jp>",
+        );
+        let item = s.reports.first().expect("one report");
+        let input = Input {
+            message: &item.message,
+            feedback: item.feedback.as_ref(),
+            kind: s.kind,
+            claimed_source_ip: None,
+            report_time_unix: None,
+            reporter_tier: tier,
+            verified_signatures: &[],
+        };
+        attribute(&input, &doc_profile(), &doc_directory())
+    }
+
+    #[test]
+    fn reporter_tier_is_a_flag_not_a_cap() {
+        let t1 = run_tier(ReporterTier::T1);
+        let t3 = run_tier(ReporterTier::T3);
+        assert_eq!(t1.tenant_confidence, Confidence::Medium);
+        assert_eq!(t1.tenant_score, 0.625);
+        // An unauthenticated report keeps the label its evidence earns and says so.
+        assert_eq!(t3.tenant_confidence, t1.tenant_confidence);
+        assert_eq!(t3.tenant_score, t1.tenant_score);
+        assert!(t3.flags.contains("REPORT_UNAUTHENTICATED"));
+        assert!(!t1.flags.contains("REPORT_UNAUTHENTICATED"));
+        assert!(
+            t3.explanation
+                .iter()
+                .any(|l| l.contains("REPORT_UNAUTHENTICATED"))
+        );
+    }
+
+    #[test]
+    fn tenant_is_never_named_without_a_candidate_or_on_a_foreign_path() {
+        let a = run_tier(ReporterTier::T1);
+        assert_eq!(a.path, PathClass::ProviderOutbound);
+        assert_eq!(
+            a.egress.as_ref().map(|e| e.confidence),
+            Some(Confidence::High)
+        );
+        assert!(a.tenant.is_some());
+    }
 }

@@ -252,7 +252,12 @@ fn split_comments(value: &str) -> (String, Vec<String>) {
 /// An IP written in a comment as "sender IP is x", "sender ip is x" or "client-ip=x".
 fn ip_in_comment(comment: &str) -> Option<IpAddr> {
     let lower = comment.to_ascii_lowercase();
-    for marker in ["sender ip is ", "client-ip=", "client ip is ", "designates "] {
+    for marker in [
+        "sender ip is ",
+        "client-ip=",
+        "client ip is ",
+        "designates ",
+    ] {
         if let Some(pos) = lower.find(marker) {
             let rest = comment.get(pos + marker.len()..)?;
             let token = rest
@@ -282,12 +287,35 @@ const METHODS: &[&str] = &[
     "sender-id",
 ];
 
+/// Split on `sep` outside parentheses and double quotes (comments may hold the separator:
+/// `(sender IP is 192.0.2.1; identity alignment ...)`).
+fn split_top_level(value: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, ch) in value.char_indices() {
+        match ch {
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            c if c == sep && depth == 0 && !quoted => {
+                parts.push(value.get(start..i).unwrap_or(""));
+                start = i + ch.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(value.get(start..).unwrap_or(""));
+    parts
+}
+
 /// Parse `Authentication-Results` leniently (RFC 8601 with real-world deviations).
 pub fn auth_results(value: &str) -> AuthResults {
     let mut out = AuthResults::default();
     let unfolded = unfold(value);
     let mut expect_authserv = true;
-    for segment in unfolded.split(';') {
+    for segment in split_top_level(&unfolded, ';') {
         let (text, comments) = split_comments(segment);
         let text = text.trim();
         if text.is_empty() {
@@ -371,7 +399,11 @@ pub fn received_spf(value: &str) -> ReceivedSpf {
     };
     let (outside, comments) = split_comments(&text);
     for (k, v) in outside.split(';').filter_map(|p| p.split_once('=')) {
-        let key = k.split_whitespace().last().unwrap_or("").to_ascii_lowercase();
+        let key = k
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if key == "client-ip" {
             out.client_ip = parse_ip_lenient(v.trim());
         } else if key == "receiver" && out.receiver.is_none() {
@@ -406,5 +438,74 @@ pub fn is_moera(domain: &str, selector: Option<&str>) -> bool {
             let s = s.to_ascii_lowercase();
             s == format!("selector1-{dashed}") || s == format!("selector2-{dashed}")
         }
+    }
+}
+
+/// The `d=` and `s=` tags of a DKIM-Signature (or a renamed copy of one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DkimTags {
+    /// `d=`, lower case.
+    pub domain: Option<String>,
+    /// `s=`, as written.
+    pub selector: Option<String>,
+}
+
+/// Read the `d=` and `s=` tags of a DKIM-Signature value (tag=value pairs split on `;`).
+pub fn dkim_tags(value: &str) -> DkimTags {
+    let mut out = DkimTags::default();
+    for pair in unfold(value).split(';') {
+        let Some((k, v)) = pair.split_once('=') else {
+            continue;
+        };
+        let v = v.split_whitespace().collect::<String>();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "d" if out.domain.is_none() && !v.is_empty() => {
+                out.domain = Some(v.to_ascii_lowercase());
+            }
+            "s" if out.selector.is_none() && !v.is_empty() => out.selector = Some(v),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authentication_results_keep_semicolons_inside_comments() {
+        // A Microsoft-style spf comment holds a ';' before the property that follows it.
+        let ar = auth_results(
+            "example.com; spf=pass (sender IP is 203.0.113.245; identity alignment result is pass) \
+             smtp.mailfrom=sales@example.com; dkim=pass (aligned; relaxed) header.d=example.com",
+        );
+        assert_eq!(ar.authserv_id.as_deref(), Some("example.com"));
+        let spf = ar.method("spf").expect("spf");
+        assert_eq!(spf.property("smtp.mailfrom"), Some("sales@example.com"));
+        assert_eq!(spf.comment_ip, Some("203.0.113.245".parse().expect("ip")));
+        assert_eq!(
+            ar.method("dkim").and_then(|d| d.property("header.d")),
+            Some("example.com")
+        );
+        // An unbalanced parenthesis swallows the rest, linearly and without panicking.
+        let broken = auth_results("mx.example; spf=pass (unclosed; dkim=pass header.d=x.example");
+        assert_eq!(
+            broken.method("spf").map(|r| r.result.as_str()),
+            Some("pass")
+        );
+    }
+
+    #[test]
+    fn dkim_tags_read_domain_and_selector_of_a_renamed_signature() {
+        let tags = dkim_tags(
+            "v=1; a=rsa-sha256; c=relaxed/relaxed;\r\n d=Contoso.onmicrosoft.com; s=selector2-contoso-onmicrosoft-com;\r\n h=From; bh=x; b=y",
+        );
+        assert_eq!(tags.domain.as_deref(), Some("contoso.onmicrosoft.com"));
+        assert_eq!(
+            tags.selector.as_deref(),
+            Some("selector2-contoso-onmicrosoft-com")
+        );
+        assert_eq!(dkim_tags("garbage"), DkimTags::default());
     }
 }

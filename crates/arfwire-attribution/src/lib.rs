@@ -16,6 +16,6 @@ pub mod received;
 mod types;
 
 pub use directory::DirectorySnapshot;
-pub use engine::{Input, ReporterTier, VerifiedSignature, attribute};
+pub use engine::{Input, Options, ReporterTier, VerifiedSignature, attribute, attribute_with};
 pub use profile::Profile;
 pub use types::*;

@@ -16,7 +16,10 @@ fn ip(s: &str) -> IpAddr {
 fn h01_connecting_ip_with_spaces_and_folding() {
     let value = "TenantId=7b0c2d4e-1111-4a2b-9c3d-5e6f70819202; Ip=[198.51.100.17];\r\n Helo=[GW01.northwind.example]";
     let c = connecting_ip(value);
-    assert_eq!(c.tenant_id.as_deref(), Some("7b0c2d4e-1111-4a2b-9c3d-5e6f70819202"));
+    assert_eq!(
+        c.tenant_id.as_deref(),
+        Some("7b0c2d4e-1111-4a2b-9c3d-5e6f70819202")
+    );
     assert_eq!(c.ip, Some(ip("198.51.100.17")));
     assert_eq!(c.helo.as_deref(), Some("GW01.northwind.example"));
 }
@@ -70,7 +73,10 @@ fn h08_authserv_id_in_the_middle() {
     let spf = ar.method("spf").expect("spf");
     assert_eq!(spf.result, "pass");
     assert_eq!(spf.comment_ip, Some(ip("203.0.113.198")));
-    assert_eq!(spf.property("smtp.mailfrom"), Some("bounces.tailspin.example"));
+    assert_eq!(
+        spf.property("smtp.mailfrom"),
+        Some("bounces.tailspin.example")
+    );
     let dkim = ar.method("dkim").expect("dkim");
     assert_eq!(dkim.property("header.d"), Some("tailspin.example"));
     let dmarc = ar.method("dmarc").expect("dmarc");
@@ -103,10 +109,19 @@ fn h09_arc_authentication_results() {
 
 #[test]
 fn h10_moera_selector_pattern() {
-    assert!(is_moera("northwind.onmicrosoft.com", Some("selector2-northwind-onmicrosoft-com")));
-    assert!(is_moera("northwind.onmicrosoft.com", Some("Selector1-Northwind-onmicrosoft-com")));
+    assert!(is_moera(
+        "northwind.onmicrosoft.com",
+        Some("selector2-northwind-onmicrosoft-com")
+    ));
+    assert!(is_moera(
+        "northwind.onmicrosoft.com",
+        Some("Selector1-Northwind-onmicrosoft-com")
+    ));
     assert!(!is_moera("northwind.onmicrosoft.com", Some("s1")));
-    assert!(!is_moera("northwind.example", Some("selector1-northwind-example")));
+    assert!(!is_moera(
+        "northwind.example",
+        Some("selector1-northwind-example")
+    ));
 }
 
 #[test]
