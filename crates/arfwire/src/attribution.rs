@@ -31,12 +31,48 @@ pub(crate) struct AttributionArgs {
     /// Skip attribution: events carry "attribution": null
     #[arg(long)]
     pub(crate) no_attribution: bool,
+
+    /// Check each reporter's DKIM, SPF and DMARC with the system's DNS resolver and assign a
+    /// trust tier (T1 known feedback loop, T2 authenticated, T3 not). Without it the tier is
+    /// T3 ("not checked") and attributions carry REPORT_UNAUTHENTICATED
+    #[arg(long)]
+    pub(crate) verify_reporters: bool,
+
+    /// Known feedback-loop operators (TOML). Default: the built-in list
+    /// (deploy/feedback-loops.toml)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) feedback_loops: Option<PathBuf>,
 }
 
-/// A loaded profile and directory.
+/// The built-in list of known feedback-loop operators.
+const DEFAULT_FEEDBACK_LOOPS: &str = include_str!("../../../deploy/feedback-loops.toml");
+
+/// Checks reporters' DKIM/SPF/DMARC with DNS.
+struct ReporterCheck {
+    runtime: tokio::runtime::Runtime,
+    authenticator: arfwire_auth::Authenticator,
+    policy: arfwire_auth::ReporterPolicy,
+}
+
+/// The trust verdict used for one submission.
+pub(crate) struct Trust {
+    pub(crate) tier: ReporterTier,
+    pub(crate) record: arfwire_events::ReporterTrustV1,
+}
+
+fn tier_of(tier: arfwire_auth::ReporterTier) -> ReporterTier {
+    match tier {
+        arfwire_auth::ReporterTier::T1 => ReporterTier::T1,
+        arfwire_auth::ReporterTier::T2 => ReporterTier::T2,
+        arfwire_auth::ReporterTier::T3 => ReporterTier::T3,
+    }
+}
+
+/// A loaded profile and directory, and the reporter check when asked for.
 pub(crate) struct Attributor {
     profile: Profile,
     directory: DirectorySnapshot,
+    reporters: Option<ReporterCheck>,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -68,7 +104,29 @@ impl Attributor {
             Some(path) => load_directory(path)?,
             None => DirectorySnapshot::default(),
         };
-        Ok(Some(Attributor { profile, directory }))
+        let reporters = if args.verify_reporters {
+            let policy = match args.feedback_loops.as_deref() {
+                Some(path) => arfwire_auth::ReporterPolicy::load(path),
+                None => arfwire_auth::ReporterPolicy::from_toml(DEFAULT_FEEDBACK_LOOPS),
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("loading the list of known feedback-loop operators")?;
+            let authenticator = arfwire_auth::Authenticator::system()
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("setting up the DNS resolver")?;
+            Some(ReporterCheck {
+                runtime: crate::tenants::runtime()?,
+                authenticator,
+                policy,
+            })
+        } else {
+            None
+        };
+        Ok(Some(Attributor {
+            profile,
+            directory,
+            reporters,
+        }))
     }
 
     /// The profile's name.
@@ -76,12 +134,54 @@ impl Attributor {
         &self.profile.name
     }
 
-    /// Attribute one reported message.
+    /// How far the reporter of `raw` is trusted.
+    pub(crate) fn trust(&self, raw: Option<&[u8]>) -> Trust {
+        match (self.reporters.as_ref(), raw) {
+            (Some(check), Some(raw)) => {
+                let verdict = check.runtime.block_on(arfwire_auth::verify_reporter(
+                    raw,
+                    None,
+                    &check.authenticator,
+                    &check.policy,
+                ));
+                Trust {
+                    tier: tier_of(verdict.tier),
+                    record: arfwire_events::ReporterTrustV1 {
+                        tier: verdict.tier.as_str().to_owned(),
+                        operator: verdict.operator.clone(),
+                        reasons: verdict.reasons.clone(),
+                    },
+                }
+            }
+            _ => Trust {
+                tier: ReporterTier::T3,
+                record: arfwire_events::ReporterTrustV1 {
+                    tier: "T3".to_owned(),
+                    operator: None,
+                    reasons: vec![
+                        "not checked: this run did not verify the reporter's DKIM, SPF and DMARC (use --verify-reporters)".to_owned(),
+                    ],
+                },
+            },
+        }
+    }
+
+    /// Attribute one reported message (the reporter treated as unauthenticated).
     pub(crate) fn attribute(
         &self,
         submission: &Submission,
         item: &ReportedItem,
         received_at: DateTime<Utc>,
+    ) -> Attribution {
+        self.attribute_with_tier(submission, item, received_at, ReporterTier::T3)
+    }
+
+    pub(crate) fn attribute_with_tier(
+        &self,
+        submission: &Submission,
+        item: &ReportedItem,
+        received_at: DateTime<Utc>,
+        reporter_tier: ReporterTier,
     ) -> Attribution {
         let input = Input {
             message: &item.message,
@@ -89,9 +189,7 @@ impl Attributor {
             kind: submission.kind,
             claimed_source_ip: item.claimed_source_ip.as_ref(),
             report_time_unix: Some(received_at.timestamp()),
-            // Offline runs cannot check the reporter's DKIM/SPF/DMARC (no DNS), so every
-            // reporter is treated as unauthenticated.
-            reporter_tier: ReporterTier::T3,
+            reporter_tier,
             verified_signatures: &[],
         };
         attribute(&input, &self.profile, &self.directory)
@@ -101,18 +199,22 @@ impl Attributor {
     pub(crate) fn enrich(
         &self,
         outcome: &Outcome,
+        raw: Option<&[u8]>,
         outputs: &mut [Output],
         received_at: DateTime<Utc>,
     ) {
         let Outcome::Report(submission) = outcome else {
             return;
         };
+        let trust = self.trust(raw);
         for output in outputs.iter_mut() {
             if let Output::Event(event) = output {
                 let index = usize::try_from(event.report_index).unwrap_or(usize::MAX);
                 if let Some(item) = submission.reports.get(index) {
-                    let attribution = self.attribute(submission, item, received_at);
+                    let attribution =
+                        self.attribute_with_tier(submission, item, received_at, trust.tier);
                     event.attribution = Some(AttributionV1::from(&attribution));
+                    event.reporter_trust = Some(trust.record.clone());
                 }
             }
         }

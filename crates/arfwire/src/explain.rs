@@ -167,6 +167,7 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<()> {
     let mut out = String::new();
     match &outcome {
         Outcome::Report(sub) => {
+            let trust = attributor.trust(Some(&bytes));
             let _ = writeln!(
                 out,
                 "{}: {} report ({}), {} reported message(s); profile {}",
@@ -176,8 +177,20 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<()> {
                 sub.reports.len(),
                 attributor.profile_name()
             );
+            let _ = writeln!(
+                out,
+                "Reporter trust: {}{} ({})",
+                trust.record.tier,
+                trust
+                    .record
+                    .operator
+                    .as_deref()
+                    .map(|o| format!(", {o}"))
+                    .unwrap_or_default(),
+                trust.record.reasons.join("; ")
+            );
             for item in &sub.reports {
-                let a = attributor.attribute(sub, item, received_at);
+                let a = attributor.attribute_with_tier(sub, item, received_at, trust.tier);
                 let _ = writeln!(
                     out,
                     "\nReported message {} of {} (MIME part {}): {}",

@@ -173,18 +173,21 @@ pub(crate) fn run(args: &ProcessArgs) -> anyhow::Result<()> {
                 debug!(path = %item.origin, "Skipped this run's own output file.");
                 continue;
             }
-            Ok(item) => Some(decide(&item, args)),
-            Err(error) => refused_input(error, args, &progress),
+            Ok(item) => {
+                let (outcome, intake) = decide(&item, args);
+                Some((outcome, intake, Some(item.bytes)))
+            }
+            Err(error) => refused_input(error, args, &progress).map(|(o, i)| (o, i, None)),
         };
         match decided {
-            Some((outcome, intake)) => {
+            Some((outcome, intake, raw)) => {
                 summary.record(&outcome);
                 let mut outputs = arfwire_events::derive(&outcome, &intake);
                 if let Some(attributor) = attributor.as_ref() {
                     let received_at = chrono::DateTime::parse_from_rfc3339(&intake.received_at)
                         .map(|t| t.with_timezone(&chrono::Utc))
                         .unwrap_or_else(|_| chrono::Utc::now());
-                    attributor.enrich(&outcome, &mut outputs, received_at);
+                    attributor.enrich(&outcome, raw.as_deref(), &mut outputs, received_at);
                 }
                 for output in &outputs {
                     sinks.write(output)?;
