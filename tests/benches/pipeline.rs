@@ -20,10 +20,10 @@ fn collect_files(dir: &std::path::Path, out: &mut Vec<Vec<u8>>) {
     for path in paths {
         if path.is_dir() {
             collect_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "eml") {
-            if let Ok(bytes) = std::fs::read(&path) {
-                out.push(bytes);
-            }
+        } else if path.extension().is_some_and(|e| e == "eml")
+            && let Ok(bytes) = std::fs::read(&path)
+        {
+            out.push(bytes);
         }
     }
 }
