@@ -166,16 +166,7 @@ impl Attributor {
         }
     }
 
-    /// Attribute one reported message (the reporter treated as unauthenticated).
-    pub(crate) fn attribute(
-        &self,
-        submission: &Submission,
-        item: &ReportedItem,
-        received_at: DateTime<Utc>,
-    ) -> Attribution {
-        self.attribute_with_tier(submission, item, received_at, ReporterTier::T3)
-    }
-
+    /// Attribute one reported message, the reporter trusted as `reporter_tier`.
     pub(crate) fn attribute_with_tier(
         &self,
         submission: &Submission,
