@@ -52,6 +52,17 @@ postgres_up() {
     log "PostgreSQL ready on 127.0.0.1:$pg_port"
 }
 
+dovecot_present() {
+    # The IMAP poller's tests start private Dovecot instances of their own; only the binaries
+    # are needed, never the system service.
+    if ! command -v dovecot >/dev/null 2>&1 || ! command -v doveadm >/dev/null 2>&1; then
+        log "installing Dovecot (IMAP server for the mailbox intake tests)"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+    fi
+    log "Dovecot available: $(dovecot --version 2>/dev/null | head -1)"
+}
+
 tansu_up() {
     if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
         log "installing tansu $tansu_version (a Kafka-compatible broker; takes about 10 minutes once)"
@@ -90,6 +101,7 @@ tansu_down() {
 case "${1:-up}" in
     up)
         postgres_up
+        dovecot_present
         tansu_up
         cat >"$here/.services.env" <<ENV
 export DATABASE_URL=postgres://postgres:postgres@127.0.0.1:$pg_port/postgres
