@@ -63,6 +63,15 @@ dovecot_present() {
     log "Dovecot available: $(dovecot --version 2>/dev/null | head -1)"
 }
 
+tools_present() {
+    # swaks drives the LMTP front door in an interoperability test.
+    if ! command -v swaks >/dev/null 2>&1; then
+        log "installing swaks (SMTP/LMTP test client)"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks >/dev/null
+    fi
+}
+
 tansu_up() {
     if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
         log "installing tansu $tansu_version (a Kafka-compatible broker; takes about 10 minutes once)"
@@ -102,6 +111,7 @@ case "${1:-up}" in
     up)
         postgres_up
         dovecot_present
+        tools_present
         tansu_up
         cat >"$here/.services.env" <<ENV
 export DATABASE_URL=postgres://postgres:postgres@127.0.0.1:$pg_port/postgres
