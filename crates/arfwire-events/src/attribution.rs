@@ -6,6 +6,11 @@
 //! fills it in. Vocabulary fields owned by the attribution engine (`path_class`,
 //! `provenance`, `origin_kind`, evidence `kind` and `trust`, candidate `role`, `flags`) are
 //! strings; the schema lists their values.
+//!
+//! Evidence text (`location.raw`, evidence `value`, `explanation`) has every address masked
+//! as `[address]`, except in locations read from sender fields (`From`, `Return-Path`,
+//! `Original-Mail-From`, DKIM fields): a `Received` `for` clause or a `Received-SPF`
+//! `receiver=` names the complainant, and this conversion has no key to write pseudonyms.
 
 use std::net::IpAddr;
 
@@ -185,11 +190,38 @@ fn confidence_v1(c: arfwire_attribution::Confidence) -> ConfidenceV1 {
     }
 }
 
+/// Headers whose addresses are the sender's by definition; addresses read anywhere else
+/// (a `Received` `for` clause, `Received-SPF` `receiver=`, provider stamps) may be the
+/// complainant's and are masked.
+const SENDER_ADDRESS_HEADERS: &[&str] = &[
+    "from",
+    "return-path",
+    "original-mail-from",
+    "dkim-signature",
+    "x-mailman-original-dkim-signature",
+    "dkim-domain",
+];
+
+fn keeps_addresses(header: &str) -> bool {
+    SENDER_ADDRESS_HEADERS.contains(&header.to_ascii_lowercase().as_str())
+}
+
+/// Evidence text with NUL replaced and, unless it was read from a sender header, every
+/// address masked (this conversion has no key to write pseudonyms with).
+fn evidence_text(text: &str, header: &str) -> String {
+    let text = text.replace('\0', "\u{fffd}");
+    if keeps_addresses(header) {
+        text
+    } else {
+        crate::pseudonym::mask_addresses(&text).into_owned()
+    }
+}
+
 fn location_v1(l: &arfwire_attribution::Location) -> LocationV1 {
     LocationV1 {
         header: l.header.clone(),
         index: l.index.map(|i| i as u64),
-        raw: l.raw.replace('\0', "\u{fffd}"),
+        raw: evidence_text(&l.raw, &l.header),
     }
 }
 
@@ -276,13 +308,17 @@ impl From<&arfwire_attribution::Attribution> for AttributionV1 {
                     id: u64::from(e.id),
                     kind: e.kind.as_str().to_owned(),
                     tenant_id: e.tenant.clone(),
-                    value: e.value.replace('\0', "\u{fffd}"),
+                    value: evidence_text(&e.value, &e.location.header),
                     location: location_v1(&e.location),
                     trust: e.trust.as_str().to_owned(),
                     weight: round3(e.weight),
                 })
                 .collect(),
-            explanation: a.explanation.clone(),
+            explanation: a
+                .explanation
+                .iter()
+                .map(|line| evidence_text(line, ""))
+                .collect(),
         }
     }
 }

@@ -3,7 +3,6 @@
 //! Every text value passes through [`clean`], so no emitted string holds a NUL.
 
 use arfwire_parse as parse;
-use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat};
 
 use crate::ids::sha256_hex;
@@ -185,7 +184,6 @@ pub(crate) fn reported_message(item: &parse::ReportedItem) -> ReportedMessageV1 
     ReportedMessageV1 {
         source: m.source.as_str().to_owned(),
         mime_path: clean(&item.mime_path),
-        header_block_base64: base64::engine::general_purpose::STANDARD.encode(&m.header_block),
         header_block_sha256: sha256_hex(&m.header_block),
         header_field_count: count(m.fields.len()),
         has_body: m.has_body,

@@ -23,9 +23,12 @@
 //! * Timestamps are RFC 3339 in UTC with a `Z` suffix. Values as the reporter wrote them
 //!   (`date`, `arrival_date`) are kept next to the parsed form (`date_parsed`, ...).
 //! * IP addresses are in canonical text form (IPv4-mapped IPv6 is written as IPv4).
-//! * The reported message's header block is carried byte-for-byte in base64
-//!   (`header_block_base64`) with its SHA-256; every other text field is decoded text in
-//!   which NUL has been replaced by U+FFFD.
+//! * The reported message's header block is identified by its SHA-256
+//!   (`header_block_sha256`) and not carried: it names the complainant. Every text field
+//!   is decoded text in which NUL has been replaced by U+FFFD.
+//! * Complainant addresses never appear in clear: they are replaced by keyed-hash
+//!   pseudonyms `anon:<16 hex>` ([`Pseudonymizer`], [`derive_with`]), listed in
+//!   `complainant_tokens`.
 //! * The output is deterministic: the same bytes, intake facts and parser version give the
 //!   same JSON.
 //!
@@ -64,12 +67,16 @@
 //! within v1; such a change is a v2 schema published on a new topic, alongside v1 until
 //! consumers have moved.
 //!
+//! Before the first release, `reported_message.header_block_base64` was withdrawn (it
+//! carried complainant addresses) and `complainant_tokens` added.
+//!
 //! # Use
 //!
 //! ```ignore
+//! let pseudonymizer = Pseudonymizer::from_hex(&key_hex)?;   // the deployment's secret
 //! let intake = Intake::new(&raw, Channel::File, received_at).with_file(path, None);
 //! let outcome = arfwire_parse::parse(&raw, &options);
-//! for output in arfwire_events::derive(&outcome, &intake) {
+//! for output in arfwire_events::derive_with(&outcome, &intake, &pseudonymizer) {
 //!     println!("{}", output.to_json_line());
 //! }
 //! ```
@@ -78,6 +85,8 @@ mod attribution;
 mod convert;
 mod ids;
 mod intake;
+mod privacy;
+mod pseudonym;
 mod v1;
 
 #[cfg(test)]
@@ -95,6 +104,13 @@ pub use ids::{
     submission_id,
 };
 pub use intake::{Channel, Intake};
+pub use privacy::{
+    MAX_COMPLAINANT_TOKENS, RECIPIENT_FIELDS, complainant_addresses, reported_by_a_person,
+};
+pub use pseudonym::{
+    DEVELOPMENT_KEY_HEX, ERASED_TOKEN, KeyError, MASKED_ADDRESS, MIN_KEY_BYTES, Pseudonymizer,
+    TOKEN_PREFIX, address_spans, addresses_in, is_token, mask_addresses, normalise,
+};
 pub use v1::{
     ABUSE_EVENT_SCHEMA, AbuseEventV1, ClaimedIpV1, ComplaintTypeSource, DiagnosticScope,
     DiagnosticSeverity, DiagnosticV1, DkimSignatureV1, FeedbackFieldV1, FeedbackV1, HeaderFieldV1,
@@ -176,18 +192,43 @@ impl Output {
     }
 }
 
+/// The records a parse outcome yields, complainant addresses pseudonymised with a random
+/// key held by this process only (tokens correlate within the process, never with anything
+/// else). Services use [`derive_with`] and the deployment's key.
+pub fn derive(outcome: &Outcome, intake: &Intake) -> Vec<Output> {
+    static PROCESS_KEY: std::sync::OnceLock<Pseudonymizer> = std::sync::OnceLock::new();
+    let pseudonymizer = PROCESS_KEY
+        .get_or_init(|| Pseudonymizer::ephemeral().expect("the OS provides random bytes"));
+    derive_with(outcome, intake, pseudonymizer)
+}
+
 /// The records a parse outcome yields: one [`AbuseEventV1`] per reported message for a
-/// report, exactly one [`RejectedV1`] otherwise.
+/// report, exactly one [`RejectedV1`] otherwise, with every complainant address replaced by
+/// its pseudonym under `pseudonymizer` (see [`complainant_addresses`] for which addresses).
 ///
 /// `intake` must describe the bytes that were parsed: its `raw_sha256` is the root of every
 /// id. A report without any reported message (which the parser never produces) yields a
 /// refusal with reason `parser_failure` rather than nothing, so no submission disappears.
-pub fn derive(outcome: &Outcome, intake: &Intake) -> Vec<Output> {
+pub fn derive_with(
+    outcome: &Outcome,
+    intake: &Intake,
+    pseudonymizer: &Pseudonymizer,
+) -> Vec<Output> {
     match outcome {
         Outcome::Report(submission) if !submission.reports.is_empty() => submission
             .reports
             .iter()
-            .map(|item| Output::Event(Box::new(abuse_event(submission, item, intake))))
+            .map(|item| {
+                let event = abuse_event(submission, item, intake);
+                Output::Event(Box::new(privacy::pseudonymise_event(
+                    event,
+                    submission.kind,
+                    &submission.envelope,
+                    item,
+                    intake,
+                    pseudonymizer,
+                )))
+            })
             .collect(),
         Outcome::Report(submission) => {
             let mut record = rejected_base(
@@ -199,6 +240,8 @@ pub fn derive(outcome: &Outcome, intake: &Intake) -> Vec<Output> {
             );
             record.reporter = Some(ReporterV1::from(&submission.envelope));
             record.structure = Some(StructureV1::from(&submission.envelope));
+            let record =
+                privacy::pseudonymise_rejection(record, Some(&submission.envelope), pseudonymizer);
             vec![Output::Rejected(Box::new(record))]
         }
         Outcome::NotReport(not_report) => {
@@ -211,15 +254,21 @@ pub fn derive(outcome: &Outcome, intake: &Intake) -> Vec<Output> {
             );
             record.reporter = Some(ReporterV1::from(&not_report.envelope));
             record.structure = Some(StructureV1::from(&not_report.envelope));
+            let record =
+                privacy::pseudonymise_rejection(record, Some(&not_report.envelope), pseudonymizer);
             vec![Output::Rejected(Box::new(record))]
         }
-        Outcome::Rejected(rejection) => vec![Output::Rejected(Box::new(rejected_base(
-            intake,
-            RejectionCategory::Refused,
-            rejection.reason.as_str(),
-            &rejection.detail,
-            &rejection.diagnostics,
-        )))],
+        Outcome::Rejected(rejection) => {
+            let record = rejected_base(
+                intake,
+                RejectionCategory::Refused,
+                rejection.reason.as_str(),
+                &rejection.detail,
+                &rejection.diagnostics,
+            );
+            let record = privacy::pseudonymise_rejection(record, None, pseudonymizer);
+            vec![Output::Rejected(Box::new(record))]
+        }
     }
 }
 
@@ -307,5 +356,6 @@ fn abuse_event(
         diagnostics,
         attribution: None,
         reporter_trust: None,
+        complainant_tokens: Vec::new(),
     }
 }

@@ -65,6 +65,10 @@ pub struct AbuseEventV1 {
     /// (offline runs without DNS).
     #[serde(default)]
     pub reporter_trust: Option<crate::attribution::ReporterTrustV1>,
+    /// Pseudonyms (`anon:<16 hex>`) of every complainant address found for this reported
+    /// message, in order of discovery, each once (at most 100). See [`crate::Pseudonymizer`].
+    #[serde(default)]
+    pub complainant_tokens: Vec<String>,
 }
 
 impl AbuseEventV1 {
@@ -156,9 +160,10 @@ pub struct StructureV1 {
 /// A mailbox from an address header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxV1 {
-    /// Display name, decoded.
+    /// Display name, decoded; `None` when the mailbox is a complainant's.
     pub name: Option<String>,
-    /// The address as written (may lack a domain).
+    /// The address as written (may lack a domain), or its pseudonym (`anon:<16 hex>`) when
+    /// it is a complainant's.
     pub address: String,
     /// The domain, lower case, when the address has one.
     pub domain: Option<String>,
@@ -187,7 +192,7 @@ pub struct FeedbackV1 {
     pub original_envelope_id: Option<String>,
     /// `Original-Mail-From`, angle brackets removed.
     pub original_mail_from: Option<String>,
-    /// Every `Original-Rcpt-To`, angle brackets removed.
+    /// Every `Original-Rcpt-To`, as a pseudonym (`anon:<16 hex>`).
     pub original_rcpt_to: Vec<String>,
     /// Every `Reported-Domain`.
     pub reported_domain: Vec<String>,
@@ -217,7 +222,7 @@ pub struct FeedbackV1 {
     pub spf_dns: Vec<String>,
     /// DMARC failure-reporting `Identity-Alignment`.
     pub identity_alignment: Option<String>,
-    /// Every draft-ARF `Removal-Recipient`.
+    /// Every draft-ARF `Removal-Recipient`, as a pseudonym (`anon:<16 hex>`).
     pub removal_recipient: Vec<String>,
     /// Every other field, by lower-case name, values in order.
     pub extensions: BTreeMap<String, Vec<String>>,
@@ -252,9 +257,9 @@ pub struct ReportedMessageV1 {
     pub source: String,
     /// MIME path of the part that holds it (`""` for the top level, `"2"`, `"1.2"`).
     pub mime_path: String,
-    /// The raw header block, byte-for-byte, standard base64 with padding.
-    pub header_block_base64: String,
-    /// SHA-256 of the raw header block, lower-case hex.
+    /// SHA-256 of the raw header block, lower-case hex. The block itself is not carried: it
+    /// names the complainant. It stays in the raw submission, kept by the abuse desk's
+    /// restricted store.
     pub header_block_sha256: String,
     /// Number of header fields in the block.
     pub header_field_count: u64,
@@ -279,11 +284,13 @@ pub struct ReportedMessageV1 {
     pub subject: Option<String>,
     /// `Return-Path:` address.
     pub return_path: Option<String>,
-    /// Raw `Received:` values, topmost (newest) first.
+    /// Raw `Received:` values, topmost (newest) first, every address in them replaced by its
+    /// pseudonym.
     pub received: Vec<String>,
     /// Every `DKIM-Signature`, in order.
     pub dkim_signatures: Vec<DkimSignatureV1>,
-    /// Provider stamps kept for attribution, in order.
+    /// Provider stamps kept for attribution, in order, every address in their values
+    /// replaced by its pseudonym.
     pub provider_headers: Vec<HeaderFieldV1>,
 }
 

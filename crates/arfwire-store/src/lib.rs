@@ -2,6 +2,11 @@
 //! [`arfwire_attribution::DirectorySnapshot`], importing directory files in one transaction,
 //! and a [`DirectoryHandle`] that picks up changes while the process runs.
 //!
+//! The migrations also hold the abuse desk's tables (`0002_abuse_desk.sql`: raw evidence,
+//! reports, rejections, clusters, cases, notes, alerts, audit log, API tokens;
+//! `0003_abuse_desk_roles.sql`: database roles), every table and column described in SQL
+//! comments. The `arfwire-desk` crate writes them; the triage API reads them.
+//!
 //! Queries are checked at run time (no database is needed to build) and every value is a bound
 //! parameter.
 //!

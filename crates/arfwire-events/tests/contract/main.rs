@@ -3,6 +3,7 @@
 
 mod derive;
 mod ids;
+mod privacy;
 mod records;
 mod schema;
 mod support;
