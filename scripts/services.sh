@@ -64,11 +64,15 @@ dovecot_present() {
 }
 
 tools_present() {
-    # swaks drives the LMTP front door in an interoperability test.
-    if ! command -v swaks >/dev/null 2>&1; then
-        log "installing swaks (SMTP/LMTP test client)"
+    # swaks drives the LMTP front door in an interoperability test; Chromium and chromedriver
+    # drive the abuse desk's pages in the browser test.
+    local missing=()
+    command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium chromium-driver)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
         as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 }
 

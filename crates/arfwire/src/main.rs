@@ -5,11 +5,17 @@
 //! what the parser makes of one submission.
 
 mod attribution;
+mod config;
+mod desk;
+mod desk_store;
 mod explain;
+mod kafka_tools;
 mod process;
+mod services;
 mod show;
 mod submission;
 mod summary;
+mod telemetry;
 mod tenants;
 
 use std::io::IsTerminal as _;
@@ -45,6 +51,22 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Manage the tenant directory stored in PostgreSQL (migrate, import, export)
     Tenants(tenants::TenantsArgs),
+    /// The abuse desk: serve the triage API and pages, manage API tokens
+    Desk(desk::DeskArgs),
+    /// Create the Kafka topics (raw, events, rejected, DLQ)
+    Topics(kafka_tools::TopicsArgs),
+    /// Run the LMTP front door: accept reports, answer 250 once the raw topic has them
+    Lmtp(services::ServiceArgs),
+    /// Run the worker: raw submissions in; abuse events, rejections, dead letters out
+    Worker(services::ServiceArgs),
+    /// Watch a Maildir folder and hand its messages to the raw topic
+    Maildir(services::ServiceArgs),
+    /// Poll an IMAP mailbox and hand its messages to the raw topic
+    Imap(services::ServiceArgs),
+    /// Re-read the raw topic from offsets or a time and publish again with the current parser
+    Replay(services::ReplayArgs),
+    /// Print the records of a topic as JSON lines, with their headers
+    Tail(kafka_tools::TailArgs),
 }
 
 /// The long help of `arfwire process`.
@@ -150,12 +172,33 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The services and Kafka tools install logging from their configuration file.
+    let configured_logging = matches!(
+        cli.command,
+        Command::Topics(_)
+            | Command::Lmtp(_)
+            | Command::Worker(_)
+            | Command::Maildir(_)
+            | Command::Imap(_)
+            | Command::Replay(_)
+            | Command::Tail(_)
+    );
+    if !configured_logging {
+        init_logging();
+    }
     let result = match cli.command {
         Command::Process(args) => process::run(&args),
         Command::Parse(args) => show::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Tenants(args) => tenants::run(&args),
+        Command::Desk(args) => desk::run(&args),
+        Command::Topics(args) => kafka_tools::topics(&args),
+        Command::Lmtp(args) => services::lmtp(&args),
+        Command::Worker(args) => services::worker(&args),
+        Command::Maildir(args) => services::maildir(&args),
+        Command::Imap(args) => services::imap(&args),
+        Command::Replay(args) => services::replay(&args),
+        Command::Tail(args) => kafka_tools::tail(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

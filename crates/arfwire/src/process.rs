@@ -182,7 +182,11 @@ pub(crate) fn run(args: &ProcessArgs) -> anyhow::Result<()> {
         match decided {
             Some((outcome, intake, raw)) => {
                 summary.record(&outcome);
-                let mut outputs = arfwire_events::derive(&outcome, &intake);
+                let mut outputs = arfwire_events::derive_with(
+                    &outcome,
+                    &intake,
+                    crate::desk_store::offline_pseudonymizer()?,
+                );
                 if let Some(attributor) = attributor.as_ref() {
                     let received_at = chrono::DateTime::parse_from_rfc3339(&intake.received_at)
                         .map(|t| t.with_timezone(&chrono::Utc))

@@ -32,9 +32,10 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<()> {
     };
     let text = if args.json {
         // Serialised from the records themselves, so fields keep the schema's order.
+        let pseudonymizer = crate::desk_store::offline_pseudonymizer()?;
         let records: Vec<arfwire_events::Output> = shown
             .iter()
-            .flat_map(|s| arfwire_events::derive(&s.outcome, &s.intake))
+            .flat_map(|s| arfwire_events::derive_with(&s.outcome, &s.intake, pseudonymizer))
             .collect();
         let mut text = serde_json::to_string_pretty(&records).context("cannot format JSON")?;
         text.push('\n');
