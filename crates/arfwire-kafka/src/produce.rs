@@ -145,11 +145,31 @@ impl Outgoing<'_> {
     }
 }
 
-/// An idempotent `FutureProducer` that replaces itself after a fatal error.
+/// Failed sends in a row after which the producer instance is recreated.
+const REPLACE_AFTER_FAILURES: u64 = 3;
+
+/// Counts a send as failed unless it is marked as succeeded, also when the send is abandoned.
+struct FailureGuard<'a> {
+    failures: &'a AtomicU64,
+    succeeded: bool,
+}
+
+impl Drop for FailureGuard<'_> {
+    fn drop(&mut self) {
+        if !self.succeeded {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An idempotent `FutureProducer` that replaces itself after a fatal error, or after
+/// [`REPLACE_AFTER_FAILURES`] failed sends in a row.
 struct Publisher {
     client_config: ClientConfig,
     current: RwLock<(u64, FutureProducer)>,
     fatal_errors: AtomicU64,
+    /// Failed sends in a row (any error), reset by a success.
+    consecutive_failures: AtomicU64,
     produce_timeout: Duration,
     message_max_bytes: usize,
 }
@@ -172,6 +192,7 @@ impl Publisher {
             client_config,
             current: RwLock::new((0, producer)),
             fatal_errors: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
             produce_timeout: Duration::from_millis(config.produce_timeout_ms),
             message_max_bytes: config.message_max_bytes,
         })
@@ -182,8 +203,7 @@ impl Publisher {
         (guard.0, guard.1.clone())
     }
 
-    /// Replace the producer of `generation` after a fatal error (once, however many
-    /// callers saw it).
+    /// Replace the producer of `generation` (once, however many callers saw its failure).
     fn replace(&self, generation: u64) {
         let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
         if guard.0 != generation {
@@ -192,10 +212,7 @@ impl Publisher {
         match self.client_config.create::<FutureProducer>() {
             Ok(producer) => {
                 *guard = (generation + 1, producer);
-                tracing::warn!(
-                    generation = generation + 1,
-                    "kafka producer recreated after a fatal error"
-                );
+                tracing::warn!(generation = generation + 1, "kafka producer recreated");
             }
             Err(error) => {
                 // Keep the broken one; the next fatal report tries again.
@@ -217,6 +234,23 @@ impl Publisher {
                 });
             }
         }
+        // A producer that keeps failing without a fatal error is replaced too: a broker that
+        // lost its state (a cluster rebuilt, or a test broker restarted empty) can refuse the
+        // old producer id for good without librdkafka calling it fatal. Failed records were
+        // never acknowledged, so their senders retry; duplicates are harmless downstream
+        // (content-derived ids). Sends abandoned by their caller (a front door's submit
+        // timeout) count as failures through the guard's drop.
+        let failures = self.consecutive_failures.load(Ordering::Relaxed);
+        if failures >= REPLACE_AFTER_FAILURES {
+            let (generation, _) = self.current();
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            tracing::warn!(failures, "kafka producer keeps failing; recreating it");
+            self.replace(generation);
+        }
+        let mut outcome = FailureGuard {
+            failures: &self.consecutive_failures,
+            succeeded: false,
+        };
         let (generation, producer) = self.current();
         let deadline = tokio::time::Instant::now() + self.produce_timeout;
         let mut pending: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
@@ -292,6 +326,8 @@ impl Publisher {
             }
             return Err(error);
         }
+        outcome.succeeded = true;
+        self.consecutive_failures.store(0, Ordering::Relaxed);
         Ok(delivered.into_iter().flatten().collect())
     }
 
