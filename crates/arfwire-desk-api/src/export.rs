@@ -98,14 +98,14 @@ pub fn safe_filename_part(text: &str) -> String {
     }
 }
 
-/// Who files the XARF reports (the `ReporterInfo` block).
+/// Who files the XARF reports (the `reporter` object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XarfReporter {
-    /// `ReporterOrg`.
+    /// `reporter.org`.
     pub org: String,
-    /// `ReporterOrgDomain`.
+    /// `reporter.domain`.
     pub domain: Option<String>,
-    /// `ReporterOrgEmail` and `ReporterContactEmail`.
+    /// `reporter.contact`.
     pub email: Option<String>,
 }
 
@@ -119,9 +119,9 @@ impl Default for XarfReporter {
     }
 }
 
-/// One report as an XARF v4 document (the `ReporterInfo` / `Report` layout): class
-/// `messaging`, type `spam`, evidence source `user_complaint`, the sending IP and, when the
-/// raw submission is held, the submission as a base64 `message/rfc822` sample.
+/// One report as an XARF v4.0.0 document: class `messaging`, type `spam`, evidence source
+/// `user_complaint`, the sending IP as `source_identifier` and, when the raw submission is
+/// held, the submission as base64 `message/rfc822` evidence.
 pub fn xarf(report: &ReportDetail, raw: Option<&[u8]>, reporter: &XarfReporter) -> Value {
     let r = &report.summary;
     let attribution = report.attribution.as_ref();
@@ -169,56 +169,58 @@ pub fn xarf(report: &ReportDetail, raw: Option<&[u8]>, reporter: &XarfReporter) 
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         });
-    let samples: Vec<Value> = raw
+    let evidence: Vec<Value> = raw
         .map(|bytes| {
             vec![json!({
-                "ContentType": "message/rfc822",
-                "Base64Encoded": true,
-                "Description": "The abuse report as received, with the reported message",
-                "Hash": format!("sha256:{}", hex(&Sha256::digest(bytes))),
-                "Size": bytes.len(),
-                "Payload": STANDARD.encode(bytes),
+                "content_type": "message/rfc822",
+                "description": "The abuse report as received, with the reported message",
+                "hash": format!("sha256:{}", hex(&Sha256::digest(bytes))),
+                "size": bytes.len(),
+                "payload": STANDARD.encode(bytes),
             })]
         })
         .unwrap_or_default();
     let tenant = r.tenant_name.clone().unwrap_or_else(|| r.tenant_id.clone());
+    // XARF v4.0.0 layout: flat core fields, the messaging class's spam type with its SMTP
+    // fields, evidence as base64 payloads. What only arfwire knows (the attributed tenant, the
+    // confidence label, the explanation) travels in the `x_arfwire` extension object.
     json!({
-        "Version": "4",
-        "ReportId": r.id,
-        "ReporterInfo": {
-            "ReporterOrg": reporter.org,
-            "ReporterOrgDomain": reporter.domain,
-            "ReporterOrgEmail": reporter.email,
-            "ReporterContactEmail": reporter.email,
+        "xarf_version": "4.0.0",
+        "report_id": r.id,
+        "timestamp": date,
+        "reporter": {
+            "org": reporter.org,
+            "contact": reporter.email,
+            "domain": reporter.domain,
+            "type": "automated",
         },
-        "Disclosure": false,
-        "Report": {
-            "ReportClass": "messaging",
-            "ReportType": "spam",
-            "Date": date,
-            "SourceIp": source_ip,
-            "SourcePort": source_port,
-            "SourceType": "ip-address",
-            "Ongoing": "Unknown",
-            "evidence_source": "user_complaint",
-            "Protocol": "smtp",
-            "SmtpMailFromAddress": smtp_from,
-            "SmtpMessageSubject": r.subject,
-            "SmtpMessageId": r.message_id,
-            "SenderDomain": r.sender_domain,
-            "FeedbackType": r.feedback_type.clone().unwrap_or_else(|| r.complaint_type.clone()),
-            "ReporterDomain": r.reporter_domain,
-            "ReporterTier": r.reporter_tier,
-            "Confidence": r.confidence,
-            "Description": format!(
-                "{} complaint ({}) about a message attributed to {} with confidence {}",
-                r.complaint_type,
-                r.kind,
-                tenant,
-                r.confidence.as_deref().unwrap_or("NONE"),
-            ),
-            "Explanation": attribution.map(|a| a.explanation.clone()).unwrap_or_default(),
-            "Samples": samples,
+        "source_identifier": source_ip,
+        "source_port": source_port,
+        "class": "messaging",
+        "type": "spam",
+        "protocol": "smtp",
+        "smtp_from": smtp_from,
+        "subject": r.subject,
+        "message_id": r.message_id,
+        "evidence_source": "user_complaint",
+        "evidence": evidence,
+        "confidence": r.score,
+        "description": format!(
+            "{} complaint ({}) about a message attributed to {} with confidence {}",
+            r.complaint_type,
+            r.kind,
+            tenant,
+            r.confidence.as_deref().unwrap_or("NONE"),
+        ),
+        "x_arfwire": {
+            "tenant_id": r.tenant_id,
+            "tenant_name": r.tenant_name,
+            "confidence": r.confidence,
+            "feedback_type": r.feedback_type.clone().unwrap_or_else(|| r.complaint_type.clone()),
+            "reporter_domain": r.reporter_domain,
+            "reporter_tier": r.reporter_tier,
+            "sender_domain": r.sender_domain,
+            "explanation": attribution.map(|a| a.explanation.clone()).unwrap_or_default(),
         },
     })
 }

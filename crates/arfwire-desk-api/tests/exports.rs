@@ -30,45 +30,46 @@ async fn xarf_document_has_the_v4_shape_and_the_sample() {
     );
     let doc = reply.json();
 
-    assert_eq!(doc["Version"], "4");
-    assert_eq!(doc["ReportId"], id.as_str());
-    assert!(doc["ReporterInfo"].is_object());
-    assert!(doc["ReporterInfo"]["ReporterOrg"].is_string());
-    let report = &doc["Report"];
-    assert_eq!(report["ReportClass"], "messaging");
-    assert_eq!(report["ReportType"], "spam");
-    assert_eq!(report["SourceType"], "ip-address");
+    assert_eq!(doc["xarf_version"], "4.0.0");
+    assert_eq!(doc["report_id"], id.as_str());
+    assert!(doc["reporter"].is_object());
+    assert!(doc["reporter"]["org"].is_string());
+    assert_eq!(doc["reporter"]["type"], "automated");
+    let report = &doc;
+    assert_eq!(report["class"], "messaging");
+    assert_eq!(report["type"], "spam");
+    assert_eq!(report["protocol"], "smtp");
     assert_eq!(report["evidence_source"], "user_complaint");
     assert_eq!(
-        report["SourceIp"], "198.51.100.171",
+        report["source_identifier"], "198.51.100.171",
         "the platform's egress IP"
     );
-    let ip: std::net::IpAddr = report["SourceIp"].as_str().unwrap().parse().expect("an IP");
+    let ip: std::net::IpAddr = report["source_identifier"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .expect("an IP");
     assert!(ip.is_ipv4());
-    let date = report["Date"].as_str().unwrap();
+    let date = report["timestamp"].as_str().unwrap();
     chrono::DateTime::parse_from_rfc3339(date).expect("Date is RFC 3339");
     assert_eq!(date, "2024-03-21T15:20:08Z", "the ARF Arrival-Date");
-    assert_eq!(
-        report["SmtpMessageSubject"],
-        "Your parcel could not be delivered"
-    );
-    assert_eq!(report["SmtpMailFromAddress"], "notify@contoso.example.com");
+    assert_eq!(report["subject"], "Your parcel could not be delivered");
+    assert_eq!(report["smtp_from"], "notify@contoso.example.com");
     assert!(
-        report["Explanation"][0]
+        report["x_arfwire"]["explanation"][0]
             .as_str()
             .unwrap()
             .contains("egress hop")
     );
-    let samples = report["Samples"].as_array().unwrap();
+    let samples = report["evidence"].as_array().unwrap();
     assert_eq!(samples.len(), 1);
-    assert_eq!(samples[0]["ContentType"], "message/rfc822");
-    assert_eq!(samples[0]["Base64Encoded"], true);
+    assert_eq!(samples[0]["content_type"], "message/rfc822");
     let payload = base64::engine::general_purpose::STANDARD
-        .decode(samples[0]["Payload"].as_str().unwrap())
+        .decode(samples[0]["payload"].as_str().unwrap())
         .expect("base64");
     assert_eq!(payload, raws[0]);
     assert_eq!(
-        samples[0]["Hash"],
+        samples[0]["hash"],
         format!("sha256:{}", common::sha256_hex(raws[0]))
     );
 
@@ -91,15 +92,9 @@ async fn xarf_document_has_the_v4_shape_and_the_sample() {
     let doc = get(&configured, &format!("/api/v1/reports/{id}/xarf"), &analyst)
         .await
         .json();
-    assert_eq!(
-        doc["ReporterInfo"]["ReporterOrg"],
-        "Example Mail Abuse Team"
-    );
-    assert_eq!(doc["ReporterInfo"]["ReporterOrgDomain"], "mail.example");
-    assert_eq!(
-        doc["ReporterInfo"]["ReporterContactEmail"],
-        "abuse@mail.example"
-    );
+    assert_eq!(doc["reporter"]["org"], "Example Mail Abuse Team");
+    assert_eq!(doc["reporter"]["domain"], "mail.example");
+    assert_eq!(doc["reporter"]["contact"], "abuse@mail.example");
     assert_eq!(db.audit_rows("raw_view").await.len(), 2);
 
     // Without raw bytes the document has no sample and no raw view is recorded.
@@ -110,8 +105,8 @@ async fn xarf_document_has_the_v4_shape_and_the_sample() {
     let doc = get(&state, &format!("/api/v1/reports/{gone}/xarf"), &analyst)
         .await
         .json();
-    assert_eq!(doc["Report"]["Samples"], Value::Array(vec![]));
-    assert_eq!(doc["Report"]["SourceIp"], "198.51.100.7");
+    assert_eq!(doc["evidence"], Value::Array(vec![]));
+    assert_eq!(doc["source_identifier"], "198.51.100.7");
     assert_eq!(db.audit_rows("raw_view").await.len(), 2);
 }
 

@@ -104,8 +104,8 @@ async fn api_reads_rows_written_by_the_store_consumer() {
     let xarf = get(&state, &format!("/api/v1/reports/{id}/xarf"), &analyst)
         .await
         .json();
-    assert_eq!(xarf["Report"]["SourceIp"], "198.51.100.171");
-    assert_eq!(xarf["Report"]["Date"], "2024-03-21T15:20:08Z");
+    assert_eq!(xarf["source_identifier"], "198.51.100.171");
+    assert_eq!(xarf["timestamp"], "2024-03-21T15:20:08Z");
 }
 
 async fn tenant_report_id(state: &arfwire_desk_api::AppState, token: &str, tenant: &str) -> String {
