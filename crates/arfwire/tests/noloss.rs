@@ -19,10 +19,9 @@
 //! `scripts/services.sh up`. The broker-outage test starts a private `tansu` of its own so
 //! it never disturbs the shared one. Every test uses topics and consumer groups of its own.
 //!
-//! The worker that is killed with SIGKILL runs in a child process: this test executable
-//! started again with [`CHILD_ENV`] set, running only [`worker_child_process`], which runs
-//! the library worker (`arfwire_worker::Worker` with the production `Pipeline`) until it is
-//! killed. That is a real `kill -9` of a separate process, independent of the CLI.
+//! The worker that is killed with SIGKILL is the shipped binary, `arfwire worker`, running in
+//! a child process with a config file written by the test: a real `kill -9` of the service
+//! as deployed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
@@ -46,8 +45,6 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Environment variable that turns this executable into a worker child process.
-const CHILD_ENV: &str = "ARFWIRE_NOLOSS_WORKER_CHILD";
 /// The recipient the front door accepts.
 const RCPT: &str = "junk@provider.example";
 /// A second accepted recipient (LMTP: one reply per recipient).
@@ -505,45 +502,68 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Start the library worker in a child process (see [`worker_child_process`]).
+/// Start `arfwire worker` (the shipped binary) in a child process, with a config file that
+/// matches [`kafka_config`]: same topics, consumer group, commit interval and session timeout,
+/// the fixture profile and tenant directory, and the development pseudonym key.
 fn spawn_worker_process(bootstrap: &str, suffix: &str) -> ChildGuard {
-    let exe = std::env::current_exe().expect("test executable");
-    let child = Command::new(exe)
-        .args([
-            "--exact",
-            "worker_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, format!("{bootstrap}\t{suffix}"))
+    let dir = std::env::temp_dir().join(format!("arfwire-noloss-{suffix}"));
+    std::fs::create_dir_all(&dir).expect("config directory");
+    let config = dir.join("arfwire.toml");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let root = workspace();
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+client_id = "arfwire-noloss-{suffix}"
+group_id = "workers-{suffix}"
+produce_timeout_ms = 15000
+auto_commit_interval_ms = 2000
+
+[kafka.topics]
+raw = "abuse.raw.v1.{suffix}"
+events = "abuse.events.v1.{suffix}"
+rejected = "abuse.rejected.v1.{suffix}"
+dlq = "abuse.dlq.v1.{suffix}"
+
+[kafka.librdkafka_options]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+
+[worker]
+group_id = "workers-{suffix}"
+profile = "{profile}"
+tenants = {{ source = "file", path = "{tenants}" }}
+verify_reporters = false
+shutdown_grace_secs = 5
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[log]
+format = "json"
+filter = "warn"
+"#,
+            profile = root.join("fixtures/exchange/profile.toml").display(),
+            tenants = root.join("fixtures/exchange/tenants.toml").display(),
+        ),
+    )
+    .expect("write the worker config");
+    let child = Command::new(env!("CARGO_BIN_EXE_arfwire"))
+        .args(["worker", "--config"])
+        .arg(&config)
+        .env("ARFWIRE_PSEUDONYM_KEY", arfwire_events::DEVELOPMENT_KEY_HEX)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("worker child process");
+        .expect("arfwire worker child process");
     ChildGuard(child)
-}
-
-/// Not a test of its own: the entry point of the worker child process. Without
-/// [`CHILD_ENV`] it returns at once.
-#[test]
-fn worker_child_process() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let (bootstrap, suffix) = spec.split_once('\t').expect("bootstrap<TAB>suffix");
-    let kafka = kafka_config(bootstrap, suffix);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let worker = InProcessWorker::start(&kafka);
-        // Run until killed; a safety net ends an orphan after a while.
-        tokio::time::sleep(Duration::from_secs(150)).await;
-        drop(worker);
-    });
 }
 
 /// One output read back from the events or rejected topic.
