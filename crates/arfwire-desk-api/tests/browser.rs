@@ -171,15 +171,25 @@ async fn seed(db: &TestDb) -> String {
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("element text")
+    // A click starts a navigation that may replace the page between finding an element and
+    // reading it (a stale element): find it again, a bounded number of times.
+    let mut last_error = None;
+    for _ in 0..50 {
+        let element = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(error) => {
+                last_error = Some(error);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!("element text of {css}: {last_error:?}")
 }
 
 async fn body_text(client: &Client) -> String {
