@@ -1227,3 +1227,106 @@ async fn broker_down_gives_451_and_recovery_gives_250() {
     );
     drop(door);
 }
+
+/// R3: the connection drops after the final dot, before the reply, so the sender cannot know
+/// whether the message was taken; it sends the same bytes again (what Postfix does after a
+/// lost reply) and gets 250. Downstream sees one set of event ids: if the first attempt was
+/// stored too, its events are identical copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_lost_after_the_final_dot_then_resent_gives_one_set_of_ids() {
+    let bootstrap = bootstrap();
+    let suffix = unique();
+    let kafka = kafka_config(&bootstrap, &suffix);
+    create_topics(&kafka, 2).await;
+    let door = FrontDoor::start(&kafka, 15_000).await;
+    let message = to_crlf(&fixture("exchange/001-connector-contoso.eml"));
+    let sha = sha256_hex(&message);
+
+    // First attempt: the whole transaction, then the connection is gone before any reply.
+    within(30, "the attempt whose reply is lost", async {
+        let mut client = Lmtp::connect(door.addr).await.expect("LMTP connect");
+        let (code, _) = client
+            .command("MAIL FROM:<feedback@fbl.example.org>")
+            .await
+            .expect("MAIL");
+        assert_eq!(code, 250);
+        let (code, _) = client
+            .command(&format!("RCPT TO:<{RCPT}>"))
+            .await
+            .expect("RCPT");
+        assert_eq!(code, 250);
+        let (code, _) = client.command("DATA").await.expect("DATA");
+        assert_eq!(code, 354);
+        let mut wire = dot_stuff(&message);
+        wire.extend_from_slice(b".\r\n");
+        client.write(&wire).await.expect("message written");
+        drop(client);
+    })
+    .await;
+
+    // The sender retries the same bytes on a new session.
+    let ledger = Ledger::default();
+    ledger.push(Entry {
+        sha256: sha.clone(),
+        replies: vec![Reply::Indeterminate],
+    });
+    within(
+        30,
+        "the resend",
+        send_all(door.addr, vec![message.clone()], &[RCPT], &ledger),
+    )
+    .await;
+    assert!(
+        ledger.entries().last().is_some_and(Entry::accepted),
+        "the resend is answered 250: {:?}",
+        ledger.entries()
+    );
+
+    let sent = index(std::slice::from_ref(&message));
+    let collector = Collector::start(&kafka).await;
+    let worker = InProcessWorker::start(&kafka);
+    let ids = expected_ids(&ledger, &sent);
+    collector
+        .wait_for(&ids, 60, Duration::from_millis(1500))
+        .await;
+    let totals = worker.stop().await;
+    // One set of ids. When the first attempt was stored too, the same report was delivered
+    // twice: the copies share their ids and differ at most in the intake facts of each
+    // delivery (its receive time), which is what consumers deduplicate on.
+    let state = collector.state.lock().unwrap();
+    let expected = expected_outputs(&message);
+    let mut copies = 0;
+    for (id, _) in &expected {
+        let seen = state
+            .by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("output {id} of the resent report is missing"));
+        assert_eq!(seen.raw_sha256, sha);
+        copies += seen.copies;
+        for other in &seen.distinct_bodies {
+            let mut paths = Vec::new();
+            json_diff(
+                &serde_json::from_str(&seen.json).expect("JSON"),
+                &serde_json::from_str(other).expect("JSON"),
+                "",
+                &mut paths,
+            );
+            assert!(
+                paths.iter().all(|p| p.starts_with("/intake/")),
+                "{id}: copies differ outside the intake facts: {paths:?}"
+            );
+        }
+    }
+    let others = state.by_id.values().filter(|s| s.raw_sha256 != sha).count();
+    assert_eq!(others, 0, "no output for anything else");
+    assert_eq!(state.dlq, 0, "nothing dead-lettered");
+    eprintln!(
+        "R3: {} id(s), {copies} cop(ies) published, worker {totals:?}",
+        expected.len()
+    );
+    assert!(
+        copies >= expected.len() && copies <= 2 * expected.len(),
+        "one or two deliveries' worth of outputs, not {copies}"
+    );
+    assert_eq!(totals.dead_lettered, 0);
+}
