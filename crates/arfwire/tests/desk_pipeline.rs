@@ -16,13 +16,14 @@
 //! never skips. Topics, consumer groups and the database are the test's own; the database
 //! is dropped at the end.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod support;
+use support::*;
 
 /// The tenants of the Exchange fixtures (fixtures/exchange/tenants.toml).
 const CONTOSO: (&str, &str) = (
@@ -31,224 +32,12 @@ const CONTOSO: (&str, &str) = (
 );
 const FABRIKAM: (&str, &str) = ("c4d5e6f7-8a9b-4cde-8f01-23456789abcd", "Fabrikam Offers");
 const NORTHWIND: (&str, &str) = ("1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b", "Northwind Traders");
-/// The recipient the front door accepts.
-const RCPT: &str = "junk@provider.example";
 /// The pseudonym key of the worker and the desk.
 const PSEUDONYM_KEY: &str = arfwire_events::DEVELOPMENT_KEY_HEX;
 /// How soon after the last accepted report the leaderboard must show everything.
 const FRESHNESS: Duration = Duration::from_secs(20);
 /// The whole test must finish within this.
 const BUDGET: Duration = Duration::from_secs(90);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-fn arfwire() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_arfwire"));
-    command.current_dir(workspace()).env_remove("RUST_LOG");
-    command
-}
-
-fn run(command: &mut Command, what: &str) -> Output {
-    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The broker address, which must answer: a missing broker fails the test.
-fn bootstrap() -> String {
-    let bootstrap =
-        std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-    let reachable = bootstrap
-        .split(',')
-        .filter_map(|server| server.trim().to_socket_addrs().ok())
-        .flatten()
-        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    assert!(
-        reachable,
-        "no Kafka broker at {bootstrap} (KAFKA_BOOTSTRAP): start one with `scripts/services.sh up`"
-    );
-    bootstrap
-}
-
-fn database_url(db: &str) -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned());
-    match base.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{db}"),
-        None => base,
-    }
-}
-
-fn admin_sql(sql: String) -> Result<(), String> {
-    let admin = database_url("postgres");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        use sqlx::Connection as _;
-        let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
-            format!("PostgreSQL is not reachable at {admin} ({e}); run scripts/services.sh up")
-        })?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
-    })
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A child process that is killed when the test ends.
-struct Service {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Service {
-    fn start(name: &str, mut command: Command, dir: &Path) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Service {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Fails the test if the process has already exited.
-    fn assert_running(&mut self, name: &str) {
-        if let Some(child) = self.child.as_mut()
-            && let Some(status) = child.try_wait().expect("wait")
-        {
-            panic!("{name} exited early with {status}:\n{}", self.log());
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A line-based LMTP client on a plain socket.
-struct Lmtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Lmtp {
-    fn connect(address: SocketAddr, deadline: Instant) -> Self {
-        let stream = loop {
-            match TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
-                Ok(stream) => break stream,
-                Err(error) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "the LMTP front door never listened: {error}"
-                    );
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let writer = stream.try_clone().expect("clone");
-        let mut client = Lmtp {
-            reader: BufReader::new(stream),
-            writer,
-        };
-        client.expect("220");
-        client
-    }
-
-    /// Read one (possibly multi-line) reply; its last line must start with `code`.
-    fn expect(&mut self, code: &str) -> String {
-        let mut reply = String::new();
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).expect("reply line");
-            assert!(!line.is_empty(), "connection closed; reply so far: {reply}");
-            reply.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                assert!(line.starts_with(code), "expected {code}, got: {reply}");
-                return reply;
-            }
-        }
-    }
-
-    fn command(&mut self, line: &str, code: &str) -> String {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send");
-        self.expect(code)
-    }
-
-    /// Deliver one message; the server answers 250 once the raw topic has it.
-    fn deliver(&mut self, crlf_message: &[u8]) {
-        self.command("MAIL FROM:<reporter@example.org>", "250");
-        self.command(&format!("RCPT TO:<{RCPT}>"), "250");
-        self.command("DATA", "354");
-        let mut data = Vec::with_capacity(crlf_message.len() + 16);
-        for line in crlf_message.split_inclusive(|b| *b == b'\n') {
-            if line.first() == Some(&b'.') {
-                data.push(b'.');
-            }
-            data.extend_from_slice(line);
-        }
-        if !data.ends_with(b"\r\n") {
-            data.extend_from_slice(b"\r\n");
-        }
-        data.extend_from_slice(b".\r\n");
-        self.writer.write_all(&data).expect("send data");
-        self.expect("250");
-    }
-}
-
-/// A fixture with CRLF line endings, as an MTA would deliver it.
-fn fixture_crlf(name: &str) -> Vec<u8> {
-    let raw = std::fs::read(workspace().join("fixtures").join(name)).expect("fixture");
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
-    let mut previous = 0u8;
-    for &b in &raw {
-        if b == b'\n' && previous != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        previous = b;
-    }
-    out
-}
 
 /// An HTTP/1.1 response: status, headers (names lower-cased) and body.
 struct Response {
@@ -615,8 +404,8 @@ enabled = false
              last answer: {last_seen}\n{}",
             logs(&services)
         );
-        for (name, service) in &mut services {
-            service.assert_running(name);
+        for (_, service) in &mut services {
+            service.assert_running();
         }
         if TcpStream::connect_timeout(&desk, Duration::from_millis(500)).is_ok() {
             let response = http(
