@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::config::WorkerConfig;
+use crate::journal::CrashJournal;
 use crate::process::Processor;
 use crate::stats::{WorkerStats, names};
 
@@ -59,6 +60,14 @@ pub(crate) struct Engine<P> {
     pub(crate) abandon: watch::Receiver<bool>,
     /// Fatal producer errors already counted in the metric.
     fatal_seen: AtomicU64,
+    /// Where attempts are noted so that a record that kills the process is recognised
+    /// after the restart (none: crashes are not counted).
+    journal: Option<Arc<CrashJournal>>,
+    /// Processing of ordinary records holds this shared; a suspect (a record that crashed
+    /// the process before) holds it exclusively, so it is processed alone.
+    isolation: tokio::sync::RwLock<()>,
+    /// Set once a journal write failed, so the failure is logged once.
+    journal_failed: std::sync::atomic::AtomicBool,
 }
 
 impl<P: Processor> Engine<P> {
@@ -69,6 +78,7 @@ impl<P: Processor> Engine<P> {
         processor: Arc<P>,
         stats: Arc<WorkerStats>,
         abandon: watch::Receiver<bool>,
+        journal: Option<Arc<CrashJournal>>,
     ) -> Self {
         let fatal_seen = AtomicU64::new(producer.fatal_errors());
         Engine {
@@ -79,6 +89,9 @@ impl<P: Processor> Engine<P> {
             stats,
             abandon,
             fatal_seen,
+            journal,
+            isolation: tokio::sync::RwLock::new(()),
+            journal_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -110,12 +123,39 @@ impl<P: Processor> Engine<P> {
                 .dead_letter(&record, error, 1, Utc::now(), "decode")
                 .await;
         }
+        let key = journal_key(&record);
+        let crashes = self.journal.as_ref().map_or(0, |j| j.crashes(&key));
+        if crashes >= self.config.max_attempts {
+            let error = format!(
+                "processing this submission killed the worker process {crashes} times (it was \
+                 being processed when the process died: an abort, a stack overflow, the OOM \
+                 killer or a forced stop while stuck)"
+            );
+            let outcome = self
+                .dead_letter(&record, error, crashes, Utc::now(), "crash")
+                .await;
+            if outcome == RecordOutcome::DeadLettered {
+                self.journal_write(|j| j.clear(&key));
+            }
+            return outcome;
+        }
+        if crashes > 0 {
+            warn!(
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                crashes,
+                max_attempts = self.config.max_attempts,
+                "this record was being processed when the worker process died; processing it alone"
+            );
+        }
+        let suspect = crashes > 0;
         let mut record = record;
-        let mut attempts: u32 = 0;
+        let mut attempts: u32 = crashes;
         let mut first_failed_at: Option<DateTime<Utc>> = None;
         loop {
             attempts += 1;
-            let (back, attempt) = self.process_once(record).await;
+            let (back, attempt) = self.process_once(record, &key, suspect).await;
             let Some(back) = back else {
                 return RecordOutcome::Abandoned;
             };
@@ -124,6 +164,9 @@ impl<P: Processor> Engine<P> {
                 Attempt::Outputs(outputs) => match self.publish(&record, &outputs).await {
                     Publish::Done => {
                         self.done(&record);
+                        if suspect {
+                            self.journal_write(|j| j.clear(&key));
+                        }
                         let (events, rejected) = count(&outputs);
                         self.stats.published(events, rejected);
                         info!(
@@ -158,9 +201,13 @@ impl<P: Processor> Engine<P> {
                 "processing attempt failed"
             );
             if attempts >= self.config.max_attempts {
-                return self
+                let outcome = self
                     .dead_letter(&record, error, attempts, first, "processing")
                     .await;
+                if suspect && outcome == RecordOutcome::DeadLettered {
+                    self.journal_write(|j| j.clear(&key));
+                }
+                return outcome;
             }
             if !self.pause(self.config.backoff(attempts)).await {
                 return RecordOutcome::Abandoned;
@@ -168,9 +215,43 @@ impl<P: Processor> Engine<P> {
         }
     }
 
-    /// One contained processing attempt on the blocking pool. Hands the record back
-    /// (`None` only when the blocking task could not be joined).
-    async fn process_once(&self, record: RawRecord) -> (Option<RawRecord>, Attempt) {
+    /// One contained processing attempt on the blocking pool, noted in the crash journal
+    /// around it; a `suspect` is processed with nothing else in processing. Hands the
+    /// record back (`None` only when the blocking task could not be joined).
+    async fn process_once(
+        &self,
+        record: RawRecord,
+        key: &str,
+        suspect: bool,
+    ) -> (Option<RawRecord>, Attempt) {
+        let (_shared, _alone) = if suspect {
+            (None, Some(self.isolation.write().await))
+        } else {
+            (Some(self.isolation.read().await), None)
+        };
+        self.journal_write(|j| j.begin(key));
+        let result = self.process_contained(record).await;
+        self.journal_write(|j| j.end(key));
+        result
+    }
+
+    /// Write to the crash journal, if there is one. A failed write is logged (once) and
+    /// processing goes on: without the journal a crash is not counted, nothing else changes.
+    fn journal_write(
+        &self,
+        write: impl FnOnce(&CrashJournal) -> Result<(), crate::journal::JournalError>,
+    ) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        if let Err(error) = write(journal)
+            && !self.journal_failed.swap(true, Ordering::Relaxed)
+        {
+            error!(%error, "cannot write the crash journal; a record that kills the process would not be recognised");
+        }
+    }
+
+    async fn process_contained(&self, record: RawRecord) -> (Option<RawRecord>, Attempt) {
         let processor = Arc::clone(&self.processor);
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
@@ -353,6 +434,21 @@ impl<P: Processor> Engine<P> {
             _ = abandon.wait_for(|gone| *gone) => return false,
         }
         !*self.abandon.borrow()
+    }
+}
+
+/// How the crash journal names a record: the SHA-256 of its submission (the record key),
+/// so a resent copy is the same record; the record's position when it has no usable key.
+fn journal_key(record: &RawRecord) -> String {
+    match &record.key {
+        Some(key)
+            if !key.is_empty()
+                && key.len() <= 128
+                && key.iter().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            String::from_utf8_lossy(key).into_owned()
+        }
+        _ => format!("{}/{}/{}", record.topic, record.partition, record.offset),
     }
 }
 

@@ -30,12 +30,14 @@
 mod adapter;
 mod config;
 mod engine;
+mod journal;
 mod process;
 mod replay;
 mod run;
 pub mod stats;
 
 pub use config::WorkerConfig;
+pub use journal::{CrashJournal, JournalError};
 pub use process::{Pipeline, ProcessError, Processor, ReporterCheck, intake_of};
 pub use replay::{ReplayFrom, ReplayPartition, ReplaySummary, replay};
 pub use run::Worker;

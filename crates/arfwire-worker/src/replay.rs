@@ -182,6 +182,7 @@ pub async fn replay<P: Processor>(
         Arc::new(producer),
         Arc::new(processor),
         Arc::clone(&stats),
+        None,
     );
     let end_of = |partition: i32| ends.get(&partition).map_or(0, |e| e.1);
     let mut complete = true;

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use crate::WorkerError;
 use crate::config::WorkerConfig;
 use crate::engine::{Engine, RecordOutcome};
+use crate::journal::CrashJournal;
 use crate::process::Processor;
 use crate::stats::{StatsSnapshot, WorkerStats, names};
 
@@ -36,9 +37,12 @@ impl<P: Processor> Pool<P> {
         producer: Arc<EventProducer>,
         processor: Arc<P>,
         stats: Arc<WorkerStats>,
+        journal: Option<Arc<CrashJournal>>,
     ) -> Self {
         let (abandon, abandon_rx) = watch::channel(false);
-        let engine = Engine::new(config, consumer, producer, processor, stats, abandon_rx);
+        let engine = Engine::new(
+            config, consumer, producer, processor, stats, abandon_rx, journal,
+        );
         Pool {
             engine: Arc::new(engine),
             tasks: JoinSet::new(),
@@ -186,6 +190,7 @@ pub struct Worker<P> {
     producer: Arc<EventProducer>,
     processor: Arc<P>,
     stats: Arc<WorkerStats>,
+    journal: Option<Arc<CrashJournal>>,
 }
 
 impl<P> std::fmt::Debug for Worker<P> {
@@ -215,7 +220,28 @@ impl<P: Processor> Worker<P> {
             producer: Arc::new(producer),
             processor: Arc::new(processor),
             stats: Arc::new(WorkerStats::default()),
+            journal: None,
         })
+    }
+
+    /// Note every processing attempt in `journal`, so that a record that kills the
+    /// process is recognised after the restart, processed alone, and dead-lettered once
+    /// it has done so `max_attempts` times (see [`CrashJournal`]). Without a journal a
+    /// crash is not counted and such a record is fetched and processed again after every
+    /// restart.
+    #[must_use]
+    pub fn with_crash_journal(mut self, journal: CrashJournal) -> Self {
+        let suspects = journal.suspects();
+        if !suspects.is_empty() {
+            warn!(
+                journal = %journal.path().display(),
+                suspects = suspects.len(),
+                most_crashes = suspects.iter().map(|(_, n)| *n).max().unwrap_or(0),
+                "records were being processed when the last worker process died; they will be processed alone"
+            );
+        }
+        self.journal = Some(Arc::new(journal));
+        self
     }
 
     /// The worker's running totals, readable while it runs.
@@ -236,6 +262,7 @@ impl<P: Processor> Worker<P> {
             producer,
             processor,
             stats,
+            journal,
         } = self;
         let sampler = spawn_sampler(
             Arc::clone(&consumer),
@@ -245,7 +272,19 @@ impl<P: Processor> Worker<P> {
             config.kafka_timeout,
         );
         let source = Arc::clone(&consumer);
-        let mut pool = Pool::new(config, consumer, producer, processor, Arc::clone(&stats));
+        if journal.is_none() {
+            warn!(
+                "no crash journal: a record that kills the worker process is not recognised after a restart"
+            );
+        }
+        let mut pool = Pool::new(
+            config,
+            consumer,
+            producer,
+            processor,
+            Arc::clone(&stats),
+            journal,
+        );
         info!(
             max_in_flight = pool.config().max_in_flight,
             max_attempts = pool.config().max_attempts,

@@ -67,6 +67,14 @@ pub(crate) struct WorkerSection {
     /// this many are in flight. Default 8.
     #[serde(default = "defaults::max_in_flight")]
     pub(crate) max_in_flight: usize,
+    /// Crash journal: a file where the worker notes each processing attempt, so that a
+    /// record that kills the process (abort, stack overflow, OOM kill) is recognised after
+    /// the restart, processed alone, and sent to the dead-letter topic once it has done so
+    /// `max_attempts` times. One file per worker process, on storage that outlives the
+    /// process (in Kubernetes an `emptyDir`, which survives container restarts). Default:
+    /// none, and such a record is processed again after every restart (a crash loop).
+    #[serde(default)]
+    pub(crate) crash_journal: Option<PathBuf>,
     /// Provider profile (TOML). Default: the built-in Exchange Online reference profile.
     #[serde(default)]
     pub(crate) profile: Option<PathBuf>,
@@ -167,6 +175,7 @@ impl Default for WorkerSection {
             group_id: None,
             max_attempts: defaults::max_attempts(),
             max_in_flight: defaults::max_in_flight(),
+            crash_journal: None,
             profile: None,
             tenants: TenantsSource::default(),
             directory_refresh: defaults::directory_refresh(),

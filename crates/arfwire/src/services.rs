@@ -221,7 +221,12 @@ pub(crate) fn worker(args: &ServiceArgs) -> anyhow::Result<()> {
         let consumer =
             RawConsumer::subscribe(&config.kafka, &group).context("creating the raw consumer")?;
         let producer = EventProducer::new(&config.kafka).context("creating the event producer")?;
-        let worker = Worker::new(config.worker.worker_config(), consumer, producer, pipeline)?;
+        let mut worker = Worker::new(config.worker.worker_config(), consumer, producer, pipeline)?;
+        if let Some(path) = &config.worker.crash_journal {
+            let journal =
+                arfwire_worker::CrashJournal::open(path).context("[worker] crash_journal")?;
+            worker = worker.with_crash_journal(journal);
+        }
         info!(group = %group, topic = %config.kafka.topics.raw, "worker starting");
         let result = worker.run(shutdown.wait()).await;
         if let Some(refresh) = refresh {

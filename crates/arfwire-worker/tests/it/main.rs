@@ -1,4 +1,6 @@
-//! Integration tests of the worker against librdkafka's in-process mock cluster.
+//! Integration tests of the worker against librdkafka's in-process mock cluster (and, for
+//! crashes, worker processes of their own).
 
+mod crash;
 mod mock;
 mod support;
