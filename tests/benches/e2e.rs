@@ -2,19 +2,29 @@
 //!
 //! Run with `cargo bench -p arfwire-tests --bench e2e` (the broker from `KAFKA_BOOTSTRAP`,
 //! default `127.0.0.1:9092`; start one with `scripts/services.sh up`). It prints figures and
-//! asserts nothing:
+//! asserts nothing. Three phases, in one run, on the same machine and broker:
 //!
-//! * **broker ceiling**: N raw submissions (an ARF fixture of about 4 KB, each made unique
-//!   by a header) produced straight with `RawProducer` (idempotent, `acks=all`), timed
-//!   until all are acknowledged and read back by a consumer;
-//! * **end to end**: the same kind of bytes over LMTP on several concurrent connections →
-//!   front door → raw topic → worker (production pipeline) → events topic, timed until
-//!   every event is visible to a consumer: submissions/s, the ratio to the ceiling
-//!   (target ≥ 70 %), and the latency from the `250` reply to the event being readable
-//!   (p50, p99).
+//! * **(a) broker ceiling**: N raw submissions (an ARF fixture of about 4 KB, each made
+//!   unique by a header) produced straight with `RawProducer` (idempotent, `acks=all`) by as
+//!   many concurrent senders as there are LMTP connections below, timed until all are
+//!   acknowledged and read back by a consumer;
+//! * **(c) front door alone**: the same over LMTP (MAIL, RCPT and DATA pipelined, as
+//!   Postfix's LMTP client does) through the front door into the raw topic, timed until the
+//!   last `250`;
+//! * **(b) end to end**: LMTP → front door → raw topic → worker (the production pipeline, on
+//!   a runtime of its own as it has a process of its own when deployed) → events topic,
+//!   timed until every event is visible to a consumer: submissions/s, the ratio to the
+//!   ceiling (target ≥ 70 %), and the latency from the `250` reply to the event being
+//!   readable (p50, p99). Readers only count records and note their `ce_id` header.
 //!
-//! `ARFWIRE_E2E_N` sets N (default 2000); `ARFWIRE_E2E_CONNECTIONS` the LMTP connections
-//! (default 16). Everything runs in this process except the broker, on the same cores.
+//! It also prints the front door's durable-submit latency and the CPU time of this process
+//! per submission. `ARFWIRE_E2E_N` sets N (default 10,000); `ARFWIRE_E2E_CONNECTIONS` the
+//! LMTP connections (default 16); `ARFWIRE_E2E_IN_FLIGHT` the worker's `max_in_flight`
+//! (default 32); `ARFWIRE_E2E_FETCH_WAIT_MS` the consumers' `fetch_wait_max_ms` (default:
+//! the configuration default). Everything runs in this process except the broker.
+//!
+//! The test broker keeps every record in memory and slows down as it grows (gigabytes after
+//! a few dozen runs): measure against a freshly started one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arfwire_attribution::{DirectorySnapshot, Profile};
-use arfwire_events::Output;
+use arfwire_events::event_id;
 use arfwire_kafka::{
     EventProducer, KafkaConfig, RawConsumer, RawProducer, StartPosition, TopicNames, ensure_topics,
 };
@@ -102,7 +112,34 @@ fn kafka_config(bootstrap: &str, suffix: &str) -> KafkaConfig {
     config.client_id = format!("arfwire-bench-{suffix}");
     config.group_id = format!("bench-workers-{suffix}");
     config.auto_commit_interval_ms = 1000;
+    if let Some(ms) = std::env::var("ARFWIRE_E2E_FETCH_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.fetch_wait_max_ms = ms;
+    }
     config
+}
+
+/// CPU time this process has used so far (user + system), from `/proc/self/stat`; zero
+/// where that file does not exist.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -114,7 +151,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Count records of `topic` from its beginning until `expected` were read; with `seen`,
-/// note when each submission (by `intake.raw_sha256` of an output) first became visible.
+/// note when each record (by its `ce_id` header, the event id) first became visible. The
+/// reader does no more than that, as in the ceiling phase: no JSON is parsed.
 async fn read_back(
     kafka: &KafkaConfig,
     topic: &str,
@@ -139,11 +177,15 @@ async fn read_back(
             };
             count += 1;
             if let Some(seen) = &seen
-                && let Ok(output) = Output::from_json(&String::from_utf8_lossy(record.payload()))
+                && let Some(id) = record
+                    .headers
+                    .iter()
+                    .find(|h| h.key == "ce_id")
+                    .and_then(|h| h.value.as_deref())
             {
                 seen.lock()
                     .unwrap()
-                    .entry(output.intake().raw_sha256.clone())
+                    .entry(String::from_utf8_lossy(id).into_owned())
                     .or_insert_with(Instant::now);
             }
         }
@@ -237,44 +279,73 @@ impl Lmtp {
         }
     }
 
-    /// One message; the reply code after the data.
-    async fn send(&mut self, message: &[u8]) -> std::io::Result<u16> {
-        let stream = self.0.get_mut();
-        stream
-            .write_all(b"MAIL FROM:<feedback@fbl.example.org>\r\n")
-            .await?;
+    /// One message, already dot-stuffed and ended with `.` ([`wire`]); the reply code
+    /// after the data. Like Postfix's LMTP client when the server offers `PIPELINING` (ours
+    /// does), MAIL, RCPT and DATA go out in one write and their replies are read after it.
+    async fn send(&mut self, wire: &[u8]) -> std::io::Result<u16> {
+        let commands =
+            format!("MAIL FROM:<feedback@fbl.example.org>\r\nRCPT TO:<{RCPT}>\r\nDATA\r\n");
+        self.0.get_mut().write_all(commands.as_bytes()).await?;
         self.expect(250).await?;
-        self.0
-            .get_mut()
-            .write_all(format!("RCPT TO:<{RCPT}>\r\n").as_bytes())
-            .await?;
         self.expect(250).await?;
-        self.0.get_mut().write_all(b"DATA\r\n").await?;
         self.expect(354).await?;
-        let mut wire = Vec::with_capacity(message.len() + 16);
-        let mut at_line_start = true;
-        for &b in message {
-            if at_line_start && b == b'.' {
-                wire.push(b'.');
-            }
-            wire.push(b);
-            at_line_start = b == b'\n';
-        }
-        wire.extend_from_slice(b".\r\n");
-        self.0.get_mut().write_all(&wire).await?;
+        self.0.get_mut().write_all(wire).await?;
         self.reply().await
     }
 }
 
+/// A message as the DATA phase carries it: dot-stuffed, ended with `.` CRLF.
+fn wire(message: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(message.len() + 16);
+    let mut at_line_start = true;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            wire.push(b'.');
+        }
+        wire.push(b);
+        at_line_start = b == b'\n';
+    }
+    wire.extend_from_slice(b".\r\n");
+    wire
+}
+
+/// The raw producer, timing each durable submit (the wait behind every `250`).
+struct TimedProducer {
+    inner: RawProducer,
+    times: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl arfwire_raw::Submitter for TimedProducer {
+    async fn submit(&self, submission: RawSubmission) -> Result<(), arfwire_raw::SubmitError> {
+        let started = Instant::now();
+        let result = self.inner.submit(submission).await;
+        self.times.lock().unwrap().push(started.elapsed());
+        result
+    }
+}
+
 struct EndToEnd {
+    /// How long each durable submit of the front door took, sorted.
+    submits: Vec<Duration>,
+    /// Until every event was visible (with the worker) or every 250 was received.
     total: Duration,
+    /// Until the last 250 reply.
+    replies: Duration,
+    /// CPU time of this process over `total`.
+    cpu: Duration,
     accepted: usize,
     visible: usize,
     latencies: Vec<Duration>,
 }
 
-/// Phase (b): LMTP → front door → raw topic → worker → events topic.
-async fn end_to_end(bootstrap: &str, n: usize, connections: usize) -> EndToEnd {
+/// Phase (b): LMTP → front door → raw topic → worker → events topic; without the worker
+/// (phase (c)), LMTP → front door → raw topic, timed until the last 250.
+async fn end_to_end(
+    bootstrap: &str,
+    n: usize,
+    connections: usize,
+    worker_runtime: Option<&tokio::runtime::Handle>,
+) -> EndToEnd {
     let suffix = unique();
     let kafka = kafka_config(bootstrap, &suffix);
     ensure_topics(&kafka, 4, 1).await.expect("topics");
@@ -286,6 +357,11 @@ async fn end_to_end(bootstrap: &str, n: usize, connections: usize) -> EndToEnd {
         vec![RCPT.to_owned()],
     );
     config.max_connections_per_ip = connections + 8;
+    let submit_times: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let producer = TimedProducer {
+        inner: producer,
+        times: Arc::clone(&submit_times),
+    };
     let server = Server::new(config, producer).expect("front door");
     let listener = server.bind().await.expect("bind");
     let addr = listener.local_addr().expect("address");
@@ -294,54 +370,64 @@ async fn end_to_end(bootstrap: &str, n: usize, connections: usize) -> EndToEnd {
         let _ = door_stopped.await;
     }));
 
-    let read = |name: &str| String::from_utf8(fixture(name)).expect("UTF-8");
-    let pipeline = Pipeline::with_static_directory(
-        Profile::from_toml(&read("exchange/profile.toml")).expect("profile"),
-        DirectorySnapshot::from_toml(&read("exchange/tenants.toml")).expect("directory"),
-    );
-    let worker = Worker::new(
-        WorkerConfig {
-            max_in_flight: 32,
-            ..WorkerConfig::default()
-        },
-        RawConsumer::subscribe(&kafka, &kafka.group_id).expect("consumer"),
-        EventProducer::new(&kafka).expect("event producer"),
-        pipeline,
-    )
-    .expect("worker");
-    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(worker.run(async move {
-        let _ = worker_stopped.await;
-    }));
+    let mut running = None;
+    if let Some(worker_runtime) = worker_runtime {
+        let read = |name: &str| String::from_utf8(fixture(name)).expect("UTF-8");
+        let pipeline = Pipeline::with_static_directory(
+            Profile::from_toml(&read("exchange/profile.toml")).expect("profile"),
+            DirectorySnapshot::from_toml(&read("exchange/tenants.toml")).expect("directory"),
+        );
+        let worker = Worker::new(
+            WorkerConfig {
+                max_in_flight: env_usize("ARFWIRE_E2E_IN_FLIGHT", 32),
+                ..WorkerConfig::default()
+            },
+            RawConsumer::subscribe(&kafka, &kafka.group_id).expect("consumer"),
+            EventProducer::new(&kafka).expect("event producer"),
+            pipeline,
+        )
+        .expect("worker");
+        let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = worker_runtime.spawn(worker.run(async move {
+            let _ = worker_stopped.await;
+        }));
 
-    // One event per message (the fixture reports one message).
-    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let reader = {
-        let (kafka, seen) = (kafka.clone(), Arc::clone(&seen));
-        let topic = kafka.topics.events.clone();
-        tokio::spawn(async move { read_back(&kafka, &topic, n, Some(seen)).await })
-    };
+        // One event per message (the fixture reports one message).
+        let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let reader = {
+            let (kafka, seen) = (kafka.clone(), Arc::clone(&seen));
+            let topic = kafka.topics.events.clone();
+            tokio::spawn(async move { read_back(&kafka, &topic, n, Some(seen)).await })
+        };
+        running = Some((stop_worker, worker, reader, seen));
+    }
     // Warm-up session outside the timed part (connection, producer metadata).
     {
         let mut session = Lmtp::connect(addr).await.expect("LMTP connect");
-        let warm = b"Subject: warm-up\r\n\r\nnot a report\r\n";
-        session.send(warm).await.expect("warm-up message");
+        let warm = wire(b"Subject: warm-up\r\n\r\nnot a report\r\n");
+        session.send(&warm).await.expect("warm-up message");
     }
 
-    let messages = messages(n, &suffix);
+    // Outside the timed part: each message on the wire, and the id of the one event it
+    // yields (the fixture reports one message).
+    let messages: Vec<(Vec<u8>, String)> = messages(n, &suffix)
+        .into_iter()
+        .map(|m| {
+            let id = event_id(&sha256_hex(&m), 0);
+            (wire(&m), id)
+        })
+        .collect();
     let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let mut clients = Vec::new();
     for chunk in messages.chunks(n.div_ceil(connections)) {
         let (chunk, acked) = (chunk.to_vec(), Arc::clone(&acked));
         clients.push(tokio::spawn(async move {
             let mut session = Lmtp::connect(addr).await.expect("LMTP connect");
-            for message in chunk {
-                if session.send(&message).await.expect("LMTP transaction") == 250 {
-                    acked
-                        .lock()
-                        .unwrap()
-                        .insert(sha256_hex(&message), Instant::now());
+            for (wire, id) in chunk {
+                if session.send(&wire).await.expect("LMTP transaction") == 250 {
+                    acked.lock().unwrap().insert(id, Instant::now());
                 }
             }
         }));
@@ -349,25 +435,38 @@ async fn end_to_end(bootstrap: &str, n: usize, connections: usize) -> EndToEnd {
     for client in clients {
         let _ = tokio::time::timeout(PHASE_LIMIT, client).await;
     }
-    let finished = reader.await.expect("reader task");
-    let total = finished
-        .unwrap_or_else(Instant::now)
-        .saturating_duration_since(started);
-
-    let _ = stop_worker.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
+    let replies = started.elapsed();
+    let mut seen_at = HashMap::new();
+    let total = match running {
+        Some((stop_worker, worker, reader, seen)) => {
+            let finished = reader.await.expect("reader task");
+            let total = finished
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(started);
+            let _ = stop_worker.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
+            seen_at = std::mem::take(&mut *seen.lock().unwrap());
+            total
+        }
+        None => replies,
+    };
+    let cpu = process_cpu().saturating_sub(cpu_before);
     let _ = stop_door.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), door).await;
 
     let acked = acked.lock().unwrap();
-    let seen = seen.lock().unwrap();
     let mut latencies: Vec<Duration> = acked
         .iter()
-        .filter_map(|(sha, at)| Some(seen.get(sha)?.saturating_duration_since(*at)))
+        .filter_map(|(sha, at)| Some(seen_at.get(sha)?.saturating_duration_since(*at)))
         .collect();
     latencies.sort();
+    let mut submits = std::mem::take(&mut *submit_times.lock().unwrap());
+    submits.sort();
     EndToEnd {
+        submits,
         total,
+        replies,
+        cpu,
         accepted: acked.len(),
         visible: latencies.len(),
         latencies,
@@ -376,7 +475,7 @@ async fn end_to_end(bootstrap: &str, n: usize, connections: usize) -> EndToEnd {
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing of ours either.
-    let n = env_usize("ARFWIRE_E2E_N", 2000);
+    let n = env_usize("ARFWIRE_E2E_N", 10_000);
     let connections = env_usize("ARFWIRE_E2E_CONNECTIONS", 16);
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let first = bootstrap
@@ -397,9 +496,21 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // The worker gets a runtime of its own, as it has a process of its own when deployed:
+    // its tasks do not queue behind the front door's on the same scheduler threads.
+    let worker_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let worker_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
+        .thread_name("worker-rt")
+        .enable_all()
+        .build()
+        .expect("worker runtime");
+    let worker_runtime_handle = worker_runtime.handle().clone();
     runtime.block_on(async {
+        let worker_runtime = worker_runtime_handle;
         let ceiling = broker_ceiling(&bootstrap, n, connections).await;
-        let e2e = end_to_end(&bootstrap, n, connections).await;
+        let door = end_to_end(&bootstrap, n, connections, None).await;
+        let e2e = end_to_end(&bootstrap, n, connections, Some(&worker_runtime)).await;
         let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
         println!();
         println!("e2e bench: {n} submissions of ~4 KB, {connections} concurrent senders, broker {bootstrap}");
@@ -418,7 +529,35 @@ fn main() {
             e2e.total.as_secs_f64(),
             rate(e2e.total)
         );
+        println!(
+            "| (c) LMTP → front door (no worker)      | {:>10.2} | {:>13.0} |",
+            door.total.as_secs_f64(),
+            rate(door.total)
+        );
+        let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / n as f64;
+        println!(
+            "CPU of this process (clients, front door, worker, readers): (b) {:.0} µs, (c) {:.0} µs per submission",
+            per(e2e.cpu),
+            per(door.cpu)
+        );
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "front door's durable submit (raw topic ack): (b) p50 {:.1} ms p99 {:.1} ms, (c) p50 {:.1} ms p99 {:.1} ms",
+            ms(percentile(&e2e.submits, 50.0)),
+            ms(percentile(&e2e.submits, 99.0)),
+            ms(percentile(&door.submits, 50.0)),
+            ms(percentile(&door.submits, 99.0)),
+        );
+        println!(
+            "(b): last 250 after {:.2} s, last event visible {:.2} s later",
+            e2e.replies.as_secs_f64(),
+            e2e.total.saturating_sub(e2e.replies).as_secs_f64()
+        );
         if let Some(d) = ceiling {
+            println!(
+                "ratio (c)/(a): {:.0} % (the front door alone)",
+                100.0 * rate(door.total) / rate(d)
+            );
             println!(
                 "ratio (b)/(a): {:.0} % (target ≥ 70 %)",
                 100.0 * rate(e2e.total) / rate(d)

@@ -162,7 +162,8 @@ impl StoreConsumer {
             .set(
                 "auto.commit.interval.ms",
                 kafka.auto_commit_interval_ms.to_string(),
-            );
+            )
+            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
         let consumer: StreamConsumer<DeskContext> = client
             .create_with_context(DeskContext)
             .map_err(|e| DeskError::Kafka(e.to_string()))?;

@@ -257,7 +257,7 @@ fn replace_everywhere<T: Serialize + DeserializeOwned>(
             _ => {}
         }
     }
-    if known.is_empty() {
+    if known.is_empty() || !may_contain_known(&record, known) {
         return record;
     }
     // Our own records always make the round trip (the contract tests run every corpus
@@ -265,6 +265,31 @@ fn replace_everywhere<T: Serialize + DeserializeOwned>(
     let mut value = serde_json::to_value(&record).expect("a v1 record serialises to JSON");
     walk(&mut value, known);
     serde_json::from_value(value).expect("a v1 record reads back from its own JSON")
+}
+
+/// Whether any string of `record` may hold one of the `known` addresses: a quick test on
+/// the record's JSON text that spares the round trip through `serde_json::Value` when
+/// nothing is left to replace (the usual case: the fields known to hold complainant
+/// addresses were replaced already).
+///
+/// It never answers `false` wrongly. A span that normalises to a known address `k` is, once
+/// lower-cased, `k` itself; when `k` is ASCII without characters JSON escapes (quote,
+/// backslash, controls), the span's characters appear unescaped in the JSON text and
+/// lower-casing the whole text maps them char by char, so the lower-cased text contains
+/// `k`. For any other `k` the answer is `true` and the full walk runs.
+fn may_contain_known<T: Serialize>(record: &T, known: &HashMap<String, String>) -> bool {
+    let plain = |k: &String| {
+        k.bytes()
+            .all(|b| b.is_ascii() && !b.is_ascii_control() && b != b'"' && b != b'\\')
+    };
+    if !known.keys().all(plain) {
+        return true;
+    }
+    let Ok(text) = serde_json::to_string(record) else {
+        return true;
+    };
+    let lower = text.to_lowercase();
+    known.keys().any(|k| lower.contains(k.as_str()))
 }
 
 /// RFC 6591 canonicalised header and body fields are base64 of the signed message: decode,
@@ -404,5 +429,61 @@ mod tests {
             ["w@example.net"]
         );
         assert!(received_for("from formal.example by b").is_empty());
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+    struct Sample {
+        subject: String,
+        notes: Vec<String>,
+    }
+
+    /// The quick test never skips a record the full walk would change.
+    #[test]
+    fn the_quick_test_never_misses_a_replacement() {
+        let p = Pseudonymizer::development();
+        let cases: &[(&str, &str)] = &[
+            (
+                "victim@example.org",
+                "Re: mail for VICTIM@Example.ORG today",
+            ),
+            ("victim@example.org", "<victim@example.org>"),
+            // U+212A KELVIN SIGN lower-cases to an ASCII k.
+            ("kim@example.org", "for \u{212A}im@example.org"),
+            ("\"a b\"@example.org", "quoted \"a b\"@example.org here"),
+            ("a\\b@example.org", "odd a\\b@example.org"),
+            ("\u{e9}lise@example.org", "\u{c9}LISE@example.org"),
+            ("nobody@example.org", "nothing to see"),
+            ("victim@example.org", "victim@example.net is someone else"),
+        ];
+        for (address, text) in cases {
+            let mut found = Found::default();
+            found.add(address);
+            let (known, _) = table(&p, &found);
+            let record = Sample {
+                subject: (*text).to_owned(),
+                notes: vec!["x@y.example".to_owned(), (*text).to_owned()],
+            };
+            let mut value = serde_json::to_value(&record).unwrap();
+            fn changes(value: &mut serde_json::Value, known: &HashMap<String, String>) -> bool {
+                match value {
+                    serde_json::Value::String(text) => {
+                        matches!(replace_known(text, known), std::borrow::Cow::Owned(_))
+                    }
+                    serde_json::Value::Array(items) => items.iter_mut().any(|v| changes(v, known)),
+                    serde_json::Value::Object(map) => map.values_mut().any(|v| changes(v, known)),
+                    _ => false,
+                }
+            }
+            let would_change = changes(&mut value, &known);
+            if would_change {
+                assert!(
+                    may_contain_known(&record, &known),
+                    "{address:?} in {text:?} would be missed"
+                );
+                assert_ne!(replace_everywhere(record.clone(), &known), record);
+            } else {
+                assert_eq!(replace_everywhere(record.clone(), &known), record);
+            }
+        }
     }
 }

@@ -66,6 +66,14 @@ pub struct KafkaConfig {
     /// re-processed after a crash. Default 5000.
     #[serde(default = "default_auto_commit_interval_ms")]
     pub auto_commit_interval_ms: u64,
+    /// Longest time, in milliseconds, a consumer's fetch request waits at the broker for
+    /// new records (librdkafka `fetch.wait.max.ms`). A broker answers as soon as records
+    /// arrive, but some Kafka-compatible brokers hold every empty fetch for the full wait,
+    /// which then adds up to this much to each hop (raw topic → worker → events topic).
+    /// A short wait costs only idle fetch requests (a few per second and broker). Default
+    /// 100.
+    #[serde(default = "default_fetch_wait_max_ms")]
+    pub fetch_wait_max_ms: u64,
     /// Transport security. Default `PLAINTEXT`.
     #[serde(default)]
     pub security: Security,
@@ -93,6 +101,7 @@ pub const PROTECTED_OPTIONS: &[&str] = &[
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.commit.interval.ms",
+    "fetch.wait.max.ms",
     "transactional.id",
     "security.protocol",
     "sasl.mechanism",
@@ -289,6 +298,9 @@ fn default_group_id() -> String {
 fn default_auto_commit_interval_ms() -> u64 {
     5_000
 }
+fn default_fetch_wait_max_ms() -> u64 {
+    100
+}
 fn default_username_env() -> String {
     "ARFWIRE_KAFKA_USERNAME".to_owned()
 }
@@ -311,6 +323,7 @@ impl KafkaConfig {
             event_source: default_event_source(),
             group_id: default_group_id(),
             auto_commit_interval_ms: default_auto_commit_interval_ms(),
+            fetch_wait_max_ms: default_fetch_wait_max_ms(),
             security: Security::Plaintext,
             librdkafka_options: BTreeMap::new(),
         }
@@ -381,6 +394,9 @@ impl KafkaConfig {
                 "auto_commit_interval_ms",
                 "must be positive and fit in 32 bits",
             ));
+        }
+        if !(1..=300_000).contains(&self.fetch_wait_max_ms) {
+            return Err(invalid("fetch_wait_max_ms", "must be between 1 and 300000"));
         }
         if !(1_000..=LIBRDKAFKA_MESSAGE_MAX_BYTES).contains(&self.message_max_bytes) {
             return Err(invalid(
@@ -485,6 +501,7 @@ impl fmt::Debug for KafkaConfig {
             .field("event_source", &self.event_source)
             .field("group_id", &self.group_id)
             .field("auto_commit_interval_ms", &self.auto_commit_interval_ms)
+            .field("fetch_wait_max_ms", &self.fetch_wait_max_ms)
             .field("security", &self.security)
             .field("librdkafka_options", &Options(&self.librdkafka_options))
             .finish()

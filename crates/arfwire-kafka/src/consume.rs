@@ -483,6 +483,7 @@ impl RawConsumer {
                 "auto.commit.interval.ms",
                 config.auto_commit_interval_ms.to_string(),
             )
+            .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
             .set("enable.partition.eof", "false");
         if !config.librdkafka_options.contains_key("auto.offset.reset") {
             // A new group must see everything that is durable, not only what comes next.
