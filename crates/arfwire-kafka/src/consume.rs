@@ -142,8 +142,12 @@ pub struct PartitionLag {
     pub partition: i32,
     /// Earliest offset still in the partition.
     pub low_watermark: i64,
-    /// Offset the next record written to the partition gets.
+    /// Offset the next record written to the partition gets: what the broker reported,
+    /// raised to the consumer's fetch position when that is further (a broker may
+    /// under-report it; the position proves records exist up to it).
     pub high_watermark: i64,
+    /// The high watermark exactly as the broker reported it.
+    pub reported_high_watermark: i64,
     /// The consumer's fetch position (next offset to fetch), once it fetched.
     pub position: Option<i64>,
     /// The offset stored for commit by [`RawConsumer::mark_done`] in this assignment.
@@ -684,16 +688,7 @@ impl RawConsumer {
                     .partitions
                     .get(&(topic.to_owned(), partition))
                     .and_then(|p| p.stored);
-                let base = stored.or(position).unwrap_or(low);
-                lags.push(PartitionLag {
-                    topic: topic.to_owned(),
-                    partition,
-                    low_watermark: low,
-                    high_watermark: high,
-                    position,
-                    stored,
-                    lag: (high - base).max(0),
-                });
+                lags.push(partition_lag(topic, partition, low, high, position, stored));
             }
             lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
             Ok(lags)
@@ -728,6 +723,32 @@ impl RawConsumer {
     }
 }
 
+/// The lag of one partition from the broker's watermarks and the consumer's own progress.
+/// The fetch position is a lower bound of the high watermark: some Kafka-compatible brokers
+/// under-report the high watermark (tansu 0.6 after batched writes), and lag computed from
+/// it alone would read zero while fetched records are still being processed.
+fn partition_lag(
+    topic: &str,
+    partition: i32,
+    low: i64,
+    reported_high: i64,
+    position: Option<i64>,
+    stored: Option<i64>,
+) -> PartitionLag {
+    let high = reported_high.max(position.unwrap_or(reported_high));
+    let base = stored.or(position).unwrap_or(low);
+    PartitionLag {
+        topic: topic.to_owned(),
+        partition,
+        low_watermark: low,
+        high_watermark: high,
+        reported_high_watermark: reported_high,
+        position,
+        stored,
+        lag: (high - base).max(0),
+    }
+}
+
 /// Run a blocking librdkafka call on the blocking pool, bounded by `timeout` plus a
 /// margin (the call has its own timeout; the margin covers calls that take several).
 async fn blocking<T, F>(timeout: Duration, what: &'static str, f: F) -> Result<T, ConsumeError>
@@ -745,7 +766,22 @@ where
 
 #[cfg(test)]
 mod tracker_tests {
-    use super::Tracker;
+    use super::{Tracker, partition_lag};
+
+    #[test]
+    fn lag_counts_fetched_records_even_when_the_broker_under_reports() {
+        // The broker says 1; the consumer has fetched up to 521 and finished 100.
+        let lag = partition_lag("raw", 0, 0, 1, Some(521), Some(100));
+        assert_eq!(lag.high_watermark, 521);
+        assert_eq!(lag.reported_high_watermark, 1);
+        assert_eq!(lag.lag, 421);
+        // A truthful broker: its watermark wins.
+        let lag = partition_lag("raw", 0, 0, 900, Some(521), Some(100));
+        assert_eq!((lag.high_watermark, lag.lag), (900, 800));
+        // Nothing fetched or stored yet: from the low watermark.
+        let lag = partition_lag("raw", 0, 40, 90, None, None);
+        assert_eq!(lag.lag, 50);
+    }
 
     #[test]
     fn stores_the_lowest_unfinished_offset() {

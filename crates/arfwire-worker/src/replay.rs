@@ -33,7 +33,9 @@ pub struct ReplayPartition {
     /// First offset replayed (for a time replay: the broker's answer to the time query;
     /// records before the time are then skipped).
     pub start: i64,
-    /// One past the last offset replayed: the partition's end when the replay started.
+    /// One past the last offset replayed: the partition's end when the replay started, as
+    /// the broker reported it, or as found by reading when records older than the replay
+    /// lay beyond it (a broker that under-reports its high watermarks).
     pub end: i64,
 }
 
@@ -60,6 +62,14 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// before; what may differ is their content (`parser_version`, attribution against the
 /// current directory), which is the point of a replay. Consumers de-duplicate or upsert on
 /// the ids.
+///
+/// Where each partition ends: the high watermark the broker reports at the start. A
+/// partition is finished when a record written after the replay started arrives, or when
+/// nothing has arrived for two seconds and the position has reached the end. Records
+/// written *before* the start that lie beyond the reported end (a broker that
+/// under-reports its watermarks) are followed and replayed, and a broker that answers a
+/// fetch from inside a record batch with the next batch is read from the partition's start
+/// instead, skipping what lies before the asked offset; both are logged.
 ///
 /// The replay reads with manual assignment under `group_id`, which must not be the
 /// worker's group: it commits its own progress there and never moves the worker's
@@ -97,6 +107,8 @@ pub async fn replay<P: Processor>(
     }
 
     let mut partitions = Vec::with_capacity(ends.len());
+    // Per partition: records below this offset are not replayed (see below).
+    let mut below: BTreeMap<i32, i64> = BTreeMap::new();
     let start = match &from {
         ReplayFrom::Offsets(list) => {
             for (partition, _) in list {
@@ -110,11 +122,18 @@ pub async fn replay<P: Processor>(
             }
             let mut offsets = Vec::with_capacity(ends.len());
             for (&partition, &(low, end)) in &ends {
-                let start = list
+                let requested = list
                     .iter()
                     .rev()
                     .find(|(p, _)| *p == partition)
-                    .map_or(end, |(_, offset)| (*offset).clamp(low, end));
+                    .map(|(_, offset)| *offset);
+                let start = requested.map_or(end, |offset| offset.clamp(low, end));
+                // Positioned at most at the reported end (beyond it the broker would reset
+                // the position); records below the requested offset are skipped, in case
+                // the reported end was short.
+                if let Some(requested) = requested.filter(|r| *r > start) {
+                    below.insert(partition, requested);
+                }
                 offsets.push((partition, start));
                 partitions.push(ReplayPartition {
                     partition,
@@ -150,11 +169,12 @@ pub async fn replay<P: Processor>(
             StartPosition::Offsets(offsets)
         }
     };
-    let mut pending: BTreeSet<i32> = partitions
-        .iter()
-        .filter(|p| p.start < p.end)
-        .map(|p| p.partition)
-        .collect();
+    // Every partition asked for stays pending until its end is reached: even one whose
+    // start is its reported end, since a broker may under-report the end.
+    let mut pending: BTreeSet<i32> = match &from {
+        ReplayFrom::Offsets(list) => list.iter().map(|(p, _)| *p).collect(),
+        ReplayFrom::Time(_) => partitions.iter().map(|p| p.partition).collect(),
+    };
     // A time replay skips records older than its time until the first that is not, in
     // case the broker's answer to the time query was early.
     let skip_before = match &from {
@@ -184,10 +204,21 @@ pub async fn replay<P: Processor>(
         Arc::clone(&stats),
         None,
     );
-    let end_of = |partition: i32| ends.get(&partition).map_or(0, |e| e.1);
+    // The end of each partition: the high watermark the broker reported at the start,
+    // raised when records older than the replay turn up beyond it (a broker that
+    // under-reports its watermarks). A record past the end that was written after the
+    // replay started ends its partition.
+    let mut end_of: BTreeMap<i32, i64> = ends.iter().map(|(p, (_, end))| (*p, *end)).collect();
+    let replay_started = Utc::now();
+    // Where each partition was positioned, and the partitions whose first record was seen.
+    let start_of: BTreeMap<i32, i64> = partitions.iter().map(|p| (p.partition, p.start)).collect();
+    let mut positioned: BTreeSet<i32> = BTreeSet::new();
     let mut complete = true;
     let mut last_record = Instant::now();
-    let mut idle = tokio::time::interval(IDLE_CHECK);
+    // Checked often; acts only once nothing has arrived for IDLE_CHECK. (A condition on the
+    // select branch would be evaluated once, on entry, and never again while it waits.)
+    let mut idle = tokio::time::interval(IDLE_CHECK / 4);
+    let mut warned_short_end: BTreeSet<i32> = BTreeSet::new();
     tokio::pin!(shutdown);
     while !(pending.is_empty() && pool.is_empty()) {
         tokio::select! {
@@ -201,23 +232,65 @@ pub async fn replay<P: Processor>(
             received = source.recv(), if !pending.is_empty() && pool.has_room() => match received {
                 Ok(record) => {
                     last_record = Instant::now();
-                    let end = end_of(record.partition);
-                    if record.offset >= end {
-                        // Written after the replay started: not part of it.
-                        pending.remove(&record.partition);
+                    let partition = record.partition;
+                    if !pending.contains(&partition) {
                         continue;
                     }
-                    if record.offset + 1 >= end {
-                        pending.remove(&record.partition);
+                    if positioned.insert(partition) {
+                        let (low, asked) = (
+                            ends.get(&partition).map_or(0, |e| e.0),
+                            start_of.get(&partition).copied().unwrap_or(0),
+                        );
+                        if record.offset > asked && asked > low {
+                            // Some brokers answer a fetch from inside a record batch with
+                            // the next batch (tansu 0.6). Read the partition from its start
+                            // instead and skip what lies before the asked offset.
+                            warn!(
+                                partition,
+                                asked,
+                                got = record.offset,
+                                "the broker skipped records after the start offset; reading the partition from its start instead"
+                            );
+                            let first = below.get(&partition).copied().unwrap_or(asked).max(asked);
+                            below.insert(partition, first);
+                            if let Err(error) = source.seek_to_offset(partition, low, timeout).await {
+                                warn!(%error, partition, "could not move the replay back; records may be missing");
+                            }
+                            continue;
+                        }
                     }
-                    if skipping.contains(&record.partition) {
+                    let end = end_of.get(&partition).copied().unwrap_or(0);
+                    if record.offset >= end {
+                        let older = record.timestamp.is_some_and(|t| t < replay_started);
+                        if !older {
+                            // Written after the replay started: not part of it.
+                            pending.remove(&partition);
+                            continue;
+                        }
+                        if warned_short_end.insert(partition) {
+                            warn!(
+                                partition,
+                                reported_end = end,
+                                offset = record.offset,
+                                "a record older than the replay lies beyond the end the broker reported; following the records instead"
+                            );
+                        }
+                        end_of.insert(partition, record.offset + 1);
+                    }
+                    if below.get(&partition).is_some_and(|&first| record.offset < first) {
+                        if let Err(error) = source.mark_done(&record) {
+                            warn!(%error, "could not store the offset of a skipped record");
+                        }
+                        continue;
+                    }
+                    if skipping.contains(&partition) {
                         if skip_before.is_some_and(|at| record.timestamp.is_some_and(|t| t < at)) {
                             if let Err(error) = source.mark_done(&record) {
                                 warn!(%error, "could not store the offset of a skipped record");
                             }
                             continue;
                         }
-                        skipping.remove(&record.partition);
+                        skipping.remove(&partition);
                     }
                     pool.spawn(record);
                 }
@@ -228,13 +301,22 @@ pub async fn replay<P: Processor>(
                 }
                 Err(error) => warn!(%error, "raw consumer error during the replay"),
             },
-            _ = idle.tick(), if !pending.is_empty() && last_record.elapsed() >= IDLE_CHECK => {
+            _ = idle.tick(), if !pending.is_empty() => {
+                if last_record.elapsed() < IDLE_CHECK {
+                    continue;
+                }
                 // Nothing arrives: partitions whose fetch position reached their end are
-                // done (their last offsets hold no record, or a time replay found none).
+                // done (nothing more was written, or a time replay found nothing).
                 match source.lag(timeout).await {
                     Ok(lags) => {
                         for lag in lags {
-                            if lag.position.is_some_and(|p| p >= end_of(lag.partition)) {
+                            let end = end_of.get(&lag.partition).copied().unwrap_or(0);
+                            // No position yet: nothing consumed since the start.
+                            let at = lag
+                                .position
+                                .or_else(|| start_of.get(&lag.partition).copied())
+                                .unwrap_or(0);
+                            if at >= end {
                                 pending.remove(&lag.partition);
                             }
                         }
@@ -242,6 +324,11 @@ pub async fn replay<P: Processor>(
                     Err(error) => warn!(%error, "consumer position query failed during the replay"),
                 }
             }
+        }
+    }
+    for partition in &mut partitions {
+        if let Some(&end) = end_of.get(&partition.partition) {
+            partition.end = partition.end.max(end);
         }
     }
     pool.drain().await;
