@@ -473,6 +473,30 @@ async fn end_to_end(
     }
 }
 
+/// CPU cost of the worker's processing alone (parse, attribution, derive with
+/// pseudonymisation, and the JSON each output is published as) for the bench's message, on
+/// one thread: microseconds per submission.
+fn processing_cost(n: usize) -> f64 {
+    let read = |name: &str| String::from_utf8(fixture(name)).expect("UTF-8");
+    let pipeline = Pipeline::with_static_directory(
+        Profile::from_toml(&read("exchange/profile.toml")).expect("profile"),
+        DirectorySnapshot::from_toml(&read("exchange/tenants.toml")).expect("directory"),
+    );
+    let submissions: Vec<RawSubmission> = messages(n, "cost")
+        .into_iter()
+        .map(|m| RawSubmission::new(m, Channel::Lmtp, chrono::Utc::now()))
+        .collect();
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for raw in &submissions {
+        for output in arfwire_worker::Processor::process(&pipeline, raw).expect("processes") {
+            bytes += output.to_json_line().len();
+        }
+    }
+    std::hint::black_box(bytes);
+    started.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing of ours either.
     let n = env_usize("ARFWIRE_E2E_N", 10_000);
@@ -535,6 +559,10 @@ fn main() {
             rate(door.total)
         );
         let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / n as f64;
+        println!(
+            "worker processing alone (parse, attribute, derive, JSON), one thread: {:.0} µs per submission",
+            processing_cost(n.min(2000))
+        );
         println!(
             "CPU of this process (clients, front door, worker, readers): (b) {:.0} µs, (c) {:.0} µs per submission",
             per(e2e.cpu),

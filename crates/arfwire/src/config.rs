@@ -49,6 +49,41 @@ pub(crate) struct ServiceConfig {
     /// `[log]`: log format and filter.
     #[serde(default)]
     pub(crate) log: LogSection,
+    /// `[desk]`: the abuse desk's settings (`development`, `[desk.privacy]`,
+    /// `[desk.consumer]`, `[desk.alerts]`; see the `arfwire-desk` crate), read by
+    /// `arfwire desk consume | retention | erase | alerts` when given this file. They share
+    /// `[kafka]`. Checked with the rest of the file.
+    #[serde(default)]
+    pub(crate) desk: Option<toml::Table>,
+}
+
+/// Sections of the abuse desk's own configuration file (when it is not the service file).
+const DESK_FILE_SECTIONS: &[&str] = &["development", "privacy", "consumer", "alerts", "kafka"];
+
+/// The desk's configuration from the text of a configuration file: either the service file
+/// (its `[desk]` section with its `[kafka]`) or a file of the desk's own
+/// (`development`, `[privacy]`, `[consumer]`, `[alerts]`, `[kafka]`).
+pub(crate) fn desk_config(text: &str) -> anyhow::Result<arfwire_desk::DeskConfig> {
+    let table: toml::Table = toml::from_str(text).context("not TOML")?;
+    if table
+        .keys()
+        .all(|k| DESK_FILE_SECTIONS.contains(&k.as_str()))
+    {
+        return Ok(arfwire_desk::DeskConfig::parse(text)?);
+    }
+    let mut desk = match table.get("desk") {
+        Some(toml::Value::Table(desk)) => desk.clone(),
+        Some(_) => anyhow::bail!("[desk] must be a table"),
+        None => toml::Table::new(),
+    };
+    if let Some(key) = desk.keys().find(|k| k.as_str() == "kafka") {
+        anyhow::bail!("[desk] has no {key} of its own: the desk uses the file's [kafka]");
+    }
+    if let Some(kafka) = table.get("kafka") {
+        desk.insert("kafka".to_owned(), kafka.clone());
+    }
+    let text = toml::to_string(&desk).context("re-encoding [desk]")?;
+    arfwire_desk::DeskConfig::parse(&text).context("[desk]")
 }
 
 /// `[worker]`.
@@ -388,6 +423,10 @@ impl ServiceConfig {
             imap.validate().context("[imap]")?;
         }
         self.worker.worker_config().validate().context("[worker]")?;
+        if let Some(desk) = &self.desk {
+            let text = toml::to_string(desk).context("re-encoding [desk]")?;
+            arfwire_desk::DeskConfig::parse(&text).context("[desk]")?;
+        }
         if self
             .worker
             .group_id
@@ -512,6 +551,32 @@ mod tests {
         // Every field the example sets differs from nothing it does not know: the example
         // also documents the defaults.
         assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn the_desk_reads_its_settings_from_the_service_file_or_a_file_of_its_own() {
+        let desk = desk_config(EXAMPLE).expect("the example's [desk]");
+        assert_eq!(desk.consumer.group_id, "arfwire-desk");
+        assert_eq!(desk.privacy.raw_retention_days, 90);
+        let kafka = desk.kafka.expect("the shared [kafka]");
+        assert_eq!(kafka.topics.events, "abuse.events.v1");
+        // The local file has no [desk]: defaults, with its [kafka].
+        let local = include_str!("../../../deploy/arfwire.local.toml");
+        let desk = desk_config(local).expect("the local file");
+        assert_eq!(desk.consumer.group_id, "arfwire-desk");
+        assert_eq!(
+            desk.kafka.expect("[kafka]").bootstrap_servers,
+            "127.0.0.1:9092"
+        );
+        // A file of the desk's own still works.
+        let own = "[consumer]\ngroup_id = \"desk-2\"\n[kafka]\nbootstrap_servers = \"k:9092\"\n";
+        assert_eq!(desk_config(own).unwrap().consumer.group_id, "desk-2");
+        // Typos in [desk] are errors, for the desk and for every service reading the file.
+        let typo = format!("{EXAMPLE}\n[desk.consumers]\ngroup_id = \"x\"\n");
+        assert!(desk_config(&typo).is_err());
+        let mut config = ServiceConfig::parse(&typo).expect("parses");
+        config.resolve_secrets(example_env).unwrap();
+        assert!(config.validate().is_err());
     }
 
     #[test]

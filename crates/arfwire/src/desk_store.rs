@@ -87,8 +87,8 @@ pub(crate) enum AlertsCommand {
 /// `--config FILE`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ConfigArg {
-    /// The desk's configuration file (TOML: privacy, consumer, alerts, kafka); default
-    /// settings without it
+    /// The service configuration file (its [desk] and [kafka] sections) or a file of the
+    /// desk's own (TOML: privacy, consumer, alerts, kafka); default settings without it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -96,7 +96,12 @@ pub(crate) struct ConfigArg {
 impl ConfigArg {
     fn load(&self) -> anyhow::Result<DeskConfig> {
         match &self.config {
-            Some(path) => DeskConfig::load(path).context("reading the desk configuration"),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                crate::config::desk_config(&text)
+                    .with_context(|| format!("the desk configuration in {}", path.display()))
+            }
             None => Ok(DeskConfig::default()),
         }
     }
