@@ -13,9 +13,14 @@ pub struct WorkerConfig {
     /// framing counts as one) before the record goes to the dead-letter topic. At least 1.
     /// Default 3.
     pub max_attempts: u32,
-    /// Records processed at the same time, across all partitions. The consumer stops
-    /// fetching while this many are in flight. At least 1. Default 8.
+    /// Records in flight at the same time, across all partitions: being processed, or
+    /// waiting for their outputs to be acknowledged. The consumer stops fetching while this
+    /// many are in flight. Most of a record's time is the publish round trip, so this bounds
+    /// throughput (about `max_in_flight` / round trip). At least 1. Default 64.
     pub max_in_flight: usize,
+    /// Records parsed and attributed at the same time (CPU work, on the blocking pool). At
+    /// least 1. Default: the number of CPUs available to the process.
+    pub max_processing: usize,
     /// First pause before retrying a failed attempt or an unacknowledged publish; it
     /// doubles on each consecutive failure of the same record. Default 200 ms.
     pub retry_min: Duration,
@@ -37,7 +42,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             max_attempts: 3,
-            max_in_flight: 8,
+            max_in_flight: 64,
+            max_processing: std::thread::available_parallelism().map_or(2, |n| n.get()),
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(25),
@@ -56,6 +62,9 @@ impl WorkerConfig {
         }
         if self.max_in_flight == 0 {
             return invalid("max_in_flight must be at least 1");
+        }
+        if self.max_processing == 0 {
+            return invalid("max_processing must be at least 1");
         }
         if self.retry_min.is_zero() {
             return invalid("the first retry pause must be above 0");

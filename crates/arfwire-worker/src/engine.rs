@@ -68,6 +68,8 @@ pub(crate) struct Engine<P> {
     isolation: tokio::sync::RwLock<()>,
     /// Set once a journal write failed, so the failure is logged once.
     journal_failed: std::sync::atomic::AtomicBool,
+    /// Bounds the records in processing (CPU work) to `max_processing`.
+    processing: tokio::sync::Semaphore,
 }
 
 impl<P: Processor> Engine<P> {
@@ -82,7 +84,6 @@ impl<P: Processor> Engine<P> {
     ) -> Self {
         let fatal_seen = AtomicU64::new(producer.fatal_errors());
         Engine {
-            config,
             consumer,
             producer,
             processor,
@@ -92,6 +93,8 @@ impl<P: Processor> Engine<P> {
             journal,
             isolation: tokio::sync::RwLock::new(()),
             journal_failed: std::sync::atomic::AtomicBool::new(false),
+            processing: tokio::sync::Semaphore::new(config.max_processing.max(1)),
+            config,
         }
     }
 
@@ -229,6 +232,8 @@ impl<P: Processor> Engine<P> {
         } else {
             (Some(self.isolation.read().await), None)
         };
+        // Never closed: acquiring only waits.
+        let _cpu = self.processing.acquire().await.ok();
         self.journal_write(|j| j.begin(key));
         let result = self.process_contained(record).await;
         self.journal_write(|j| j.end(key));

@@ -98,10 +98,15 @@ pub(crate) struct WorkerSection {
     /// record is sent to the dead-letter topic. Default 3.
     #[serde(default = "defaults::max_attempts")]
     pub(crate) max_attempts: u32,
-    /// Raw records processed at the same time, across partitions; fetching pauses while
-    /// this many are in flight. Default 8.
+    /// Raw records in flight at the same time, across partitions (in processing or waiting
+    /// for their outputs' acknowledgements); fetching pauses at this many. It bounds a
+    /// worker's throughput to about this many per publish round trip. Default 64.
     #[serde(default = "defaults::max_in_flight")]
     pub(crate) max_in_flight: usize,
+    /// Raw records parsed and attributed at the same time (CPU work). Default: the number
+    /// of CPUs available to the process.
+    #[serde(default)]
+    pub(crate) max_processing: Option<usize>,
     /// Crash journal: a file where the worker notes each processing attempt, so that a
     /// record that kills the process (abort, stack overflow, OOM kill) is recognised after
     /// the restart, processed alone, and sent to the dead-letter topic once it has done so
@@ -210,6 +215,7 @@ impl Default for WorkerSection {
             group_id: None,
             max_attempts: defaults::max_attempts(),
             max_in_flight: defaults::max_in_flight(),
+            max_processing: None,
             crash_journal: None,
             profile: None,
             tenants: TenantsSource::default(),
@@ -236,6 +242,9 @@ impl WorkerSection {
         WorkerConfig {
             max_attempts: self.max_attempts,
             max_in_flight: self.max_in_flight,
+            max_processing: self
+                .max_processing
+                .unwrap_or_else(|| WorkerConfig::default().max_processing),
             retry_min: self.retry_min,
             retry_max: self.retry_max,
             shutdown_grace: self.shutdown_grace,
@@ -477,7 +486,7 @@ mod defaults {
         3
     }
     pub(super) fn max_in_flight() -> usize {
-        8
+        64
     }
     pub(super) fn directory_refresh() -> Duration {
         Duration::from_secs(30)
