@@ -254,6 +254,7 @@ impl<P: Processor> Engine<P> {
         {
             error!(%error, "cannot write the crash journal; a record that kills the process would not be recognised");
         }
+        metrics::gauge!(names::CRASH_SUSPECTS).set(journal.suspect_count() as f64);
     }
 
     async fn process_contained(&self, record: RawRecord) -> (Option<RawRecord>, Attempt) {

@@ -160,6 +160,11 @@ impl CrashJournal {
         all
     }
 
+    /// How many records have at least one crash.
+    pub fn suspect_count(&self) -> usize {
+        self.lock().1.crashes.len()
+    }
+
     /// Note that an attempt on `key` starts. Call [`CrashJournal::end`] when it returns,
     /// whatever it returned.
     pub fn begin(&self, key: &str) -> Result<(), JournalError> {

@@ -240,6 +240,7 @@ impl<P: Processor> Worker<P> {
                 "records were being processed when the last worker process died; they will be processed alone"
             );
         }
+        metrics::gauge!(names::CRASH_SUSPECTS).set(suspects.len() as f64);
         self.journal = Some(Arc::new(journal));
         self
     }

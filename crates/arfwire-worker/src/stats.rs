@@ -11,7 +11,8 @@ pub mod names {
     pub const EVENTS_PUBLISHED: &str = "arfwire_worker_events_published_total";
     /// Counter, labels `category` and `reason`: rejection records acknowledged.
     pub const REJECTED_PUBLISHED: &str = "arfwire_worker_rejected_published_total";
-    /// Counter, label `cause` (`decode` or `processing`): raw records dead-lettered.
+    /// Counter, label `cause` (`decode`, `processing` or `crash`): raw records
+    /// dead-lettered.
     pub const DLQ_RECORDS: &str = "arfwire_worker_dlq_records_total";
     /// Counter, label `cause` (`panic`, `error` or `publish`): failed processing
     /// attempts.
@@ -37,6 +38,9 @@ pub mod names {
     pub const CONSUMER_LAG: &str = "arfwire_worker_consumer_lag_records";
     /// Gauge: version of the tenant directory in use.
     pub const DIRECTORY_VERSION: &str = "arfwire_worker_directory_version";
+    /// Gauge: records that were in processing when a worker process died (per the crash
+    /// journal) and are not finished yet; each is processed alone.
+    pub const CRASH_SUSPECTS: &str = "arfwire_worker_crash_suspect_records";
     /// Gauge: records being processed or published now.
     pub const IN_FLIGHT: &str = "arfwire_worker_in_flight_records";
 }
