@@ -562,6 +562,70 @@ mod tests {
         assert_eq!(config.log.format, LogFormat::Json);
     }
 
+    /// Every configuration `deploy/` ships parses, resolves with the environment its
+    /// deployment provides, and is valid: the compose file's, and the one inside the
+    /// Kubernetes config map.
+    #[test]
+    fn the_deployment_configurations_are_valid() {
+        let compose_yaml = include_str!("../../../deploy/compose.yaml");
+        assert!(
+            compose_yaml.contains("./arfwire.compose.toml:/etc/arfwire/arfwire.toml"),
+            "compose.yaml mounts arfwire.compose.toml"
+        );
+        let compose = include_str!("../../../deploy/arfwire.compose.toml");
+        let configmap = include_str!("../../../deploy/kubernetes/configmap.yaml");
+        let (_, embedded) = configmap
+            .split_once("arfwire.toml: |\n")
+            .expect("the config map holds arfwire.toml");
+        let kubernetes: String = embedded
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        // What each deployment puts in the environment: compose.yaml's `environment`, the
+        // Kubernetes Secret of deploy/kubernetes/README.md.
+        let compose_env: &[&str] = &["DATABASE_URL", "ARFWIRE_PSEUDONYM_KEY"];
+        let kubernetes_env: &[&str] = &[
+            "DATABASE_URL",
+            "ARFWIRE_PSEUDONYM_KEY",
+            "ARFWIRE_KAFKA_SASL_USERNAME",
+            "ARFWIRE_KAFKA_SASL_PASSWORD",
+        ];
+        let readme = include_str!("../../../deploy/kubernetes/README.md");
+        for name in kubernetes_env {
+            assert!(
+                readme.contains(name),
+                "the Secret in the README sets {name}"
+            );
+        }
+        for name in compose_env {
+            assert!(compose_yaml.contains(name), "compose.yaml sets {name}");
+        }
+        for (name, text, env) in [
+            ("compose", compose, compose_env),
+            ("kubernetes", kubernetes.as_str(), kubernetes_env),
+        ] {
+            let mut config = ServiceConfig::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            config
+                .resolve_secrets(|var| {
+                    if env.contains(&var) {
+                        example_env(var)
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            config
+                .validate()
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(config.lmtp.is_some(), "{name}: [lmtp]");
+            assert_eq!(config.worker.tenants, TenantsSource::Database, "{name}");
+            assert!(config.worker.crash_journal.is_some(), "{name}");
+            assert!(config.database.url().is_some(), "{name}: the database URL");
+            assert!(desk_config(text).is_ok(), "{name}: the desk reads it");
+        }
+    }
+
     #[test]
     fn the_desk_reads_its_settings_from_the_service_file_or_a_file_of_its_own() {
         let desk = desk_config(EXAMPLE).expect("the example's [desk]");
