@@ -31,6 +31,7 @@ pub mod error;
 pub mod handle;
 pub mod import;
 pub mod store;
+pub mod testing;
 
 pub use error::{CsvIssue, CsvIssues, StoreError};
 pub use handle::{DirectoryHandle, VersionedDirectory};

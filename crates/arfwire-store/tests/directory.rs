@@ -6,19 +6,14 @@
 //! nothing behind. An unreachable server fails the tests: start it with `scripts/services.sh up`.
 
 use std::net::IpAddr;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use arfwire_attribution::DirectorySnapshot;
 use arfwire_attribution::directory::{AcceptedDomain, Connector, ConnectorKind, parse_time};
+use arfwire_store::testing::TestDatabase;
 use arfwire_store::{
     DirectoryFormat, DirectoryHandle, ImportMode, MIGRATOR, Store, StoreError, parse_csv, read_file,
 };
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-
-const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
 
 const TD: &str = include_str!("../../../fixtures/attribution/directory/td.toml");
 
@@ -26,64 +21,18 @@ const AMD: &str = "3dd8961f-e488-4e60-8e11-a82d994e183d";
 const CONTOSO: &str = "00000000-0000-4000-8000-00000000c0de";
 const FABRIKAM: &str = "00000000-0000-4000-8000-0000000fab01";
 
-fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-fn unreachable(url: &str, error: impl std::fmt::Display) -> ! {
-    panic!(
-        "PostgreSQL is not reachable at {url}: {error}\n\
-         Start it with `scripts/services.sh up` (then `source .services.env`), or point \
-         DATABASE_URL at a server where this role may create databases."
-    )
-}
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A database of its own for one test, dropped when the value is.
+/// A database of its own for one test (see [`TestDatabase`]), with the store over it.
 struct TestDb {
-    name: String,
     store: Store,
+    _db: TestDatabase,
 }
 
 impl TestDb {
     async fn new() -> TestDb {
-        let url = server_url();
-        let options = PgConnectOptions::from_str(&url).unwrap_or_else(|e| unreachable(&url, e));
-        let mut admin = match tokio::time::timeout(
-            Duration::from_secs(10),
-            PgConnection::connect_with(&options),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => unreachable(&url, e),
-            Err(_) => unreachable(&url, "timed out after 10 s"),
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // Only digits and lower-case letters: safe to place in the statement as an identifier
-        // (CREATE DATABASE takes no parameters).
-        let name = format!(
-            "arfwire_store_test_{}_{}_{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        let _ = admin.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.database(&name))
-            .await
-            .unwrap_or_else(|e| unreachable(&url, e));
+        let db = TestDatabase::create("arfwire_store_test", 4).await;
         TestDb {
-            name,
-            store: Store::from_pool(pool),
+            store: Store::from_pool(db.pool().clone()),
+            _db: db,
         }
     }
 
@@ -91,39 +40,6 @@ impl TestDb {
         let db = TestDb::new().await;
         db.store.migrate().await.expect("migrations apply");
         db
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Runs during a failing test's unwinding too, so use a runtime of its own.
-        // The pool is left alone: its tasks live on the test's runtime, which this thread
-        // blocks; WITH (FORCE) ends its connections from the server side.
-        let name = self.name.clone();
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let url = server_url();
-                let Ok(options) = PgConnectOptions::from_str(&url) else {
-                    return;
-                };
-                let Ok(mut admin) = PgConnection::connect_with(&options).await else {
-                    return;
-                };
-                let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                if let Err(e) = sqlx::query(AssertSqlSafe(statement))
-                    .execute(&mut admin)
-                    .await
-                {
-                    eprintln!("could not drop test database {name}: {e}");
-                }
-                let _ = admin.close().await;
-            });
-        });
-        let _ = dropper.join();
     }
 }
 

@@ -7,94 +7,43 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use arfwire_desk_api::{AppState, DeskConfig, RateLimit, Role};
+use arfwire_store::testing::{TestDatabase, server_url, unreachable};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt as _;
-
-const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
-
-fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-fn unreachable(url: &str, error: impl std::fmt::Display) -> ! {
-    panic!(
-        "PostgreSQL is not reachable at {url}: {error}\n\
-         Start it with `scripts/services.sh up` (then `source .services.env`), or point \
-         DATABASE_URL at a server where this role may create databases."
-    )
-}
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// "Now" for every test: the windows are computed from it.
 pub fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 15, 12, 0, 0).unwrap()
 }
 
-/// A migrated database of its own for one test, dropped when the value is.
+/// A migrated database of its own for one test (see [`TestDatabase`]).
 pub struct TestDb {
-    pub name: String,
     pub pool: PgPool,
+    db: TestDatabase,
 }
 
 impl TestDb {
     pub async fn new() -> TestDb {
-        let url = server_url();
-        let options = PgConnectOptions::from_str(&url).unwrap_or_else(|e| unreachable(&url, e));
-        let mut admin = match tokio::time::timeout(
-            Duration::from_secs(10),
-            PgConnection::connect_with(&options),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => unreachable(&url, e),
-            Err(_) => unreachable(&url, "timed out after 10 s"),
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // Only digits and lower-case letters: safe as an identifier (CREATE DATABASE takes no
-        // parameters).
-        let name = format!(
-            "arfwire_desk_api_test_{}_{}_{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        let _ = admin.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(6)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.database(&name))
-            .await
-            .unwrap_or_else(|e| unreachable(&url, e));
-        arfwire_store::MIGRATOR
-            .run(&pool)
-            .await
-            .expect("migrations apply");
-        TestDb { name, pool }
+        let db = TestDatabase::migrated("arfwire_desk_api_test", 6).await;
+        TestDb {
+            pool: db.pool().clone(),
+            db,
+        }
     }
 
     /// A pool on this database whose connections act as `role` (`SET ROLE`), so the
     /// privileges of the migration's group roles are what the queries get.
     pub async fn pool_as(&self, role: &'static str) -> PgPool {
-        let url = server_url();
-        let options = PgConnectOptions::from_str(&url).unwrap_or_else(|e| unreachable(&url, e));
         PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -110,9 +59,9 @@ impl TestDb {
                     Ok(())
                 })
             })
-            .connect_with(options.database(&self.name))
+            .connect_with(self.db.connect_options())
             .await
-            .unwrap_or_else(|e| unreachable(&url, e))
+            .unwrap_or_else(|e| unreachable(&server_url(), e))
     }
 
     /// The desk over this database, with a fixed clock and a generous rate limit.
@@ -181,36 +130,6 @@ impl TestDb {
         .fetch_all(&self.pool)
         .await
         .expect("audit rows")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let url = server_url();
-                let Ok(options) = PgConnectOptions::from_str(&url) else {
-                    return;
-                };
-                let Ok(mut admin) = PgConnection::connect_with(&options).await else {
-                    return;
-                };
-                let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                if let Err(e) = sqlx::query(AssertSqlSafe(statement))
-                    .execute(&mut admin)
-                    .await
-                {
-                    eprintln!("could not drop test database {name}: {e}");
-                }
-                let _ = admin.close().await;
-            });
-        });
-        let _ = dropper.join();
     }
 }
 

@@ -6,81 +6,28 @@
 //! start it with `scripts/services.sh up`.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use arfwire_attribution::{DirectorySnapshot, Input, Profile, ReporterTier, attribute};
 use arfwire_desk::{Applied, ApplyOptions, apply};
 use arfwire_events::{AttributionV1, Channel, Intake, Output, Pseudonymizer, derive_with};
 use arfwire_parse::Outcome;
-use arfwire_store::Store;
+use arfwire_store::testing::TestDatabase;
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 
-const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
-
-fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-fn unreachable(url: &str, error: impl std::fmt::Display) -> ! {
-    panic!(
-        "PostgreSQL is not reachable at {url}: {error}\n\
-         Start it with `scripts/services.sh up` (then `source .services.env`), or point \
-         DATABASE_URL at a server where this role may create databases."
-    )
-}
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A migrated database of its own for one test, dropped when the value is.
+/// A migrated database of its own for one test (see [`TestDatabase`]).
 pub(crate) struct TestDb {
-    name: String,
     pub(crate) pool: PgPool,
+    _db: TestDatabase,
 }
 
 impl TestDb {
     pub(crate) async fn new() -> TestDb {
-        let url = server_url();
-        let options = PgConnectOptions::from_str(&url).unwrap_or_else(|e| unreachable(&url, e));
-        let mut admin = match tokio::time::timeout(
-            Duration::from_secs(10),
-            PgConnection::connect_with(&options),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => unreachable(&url, e),
-            Err(_) => unreachable(&url, "timed out after 10 s"),
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // Only digits and lower-case letters: safe to place in the statement as an identifier
-        // (CREATE DATABASE takes no parameters).
-        let name = format!(
-            "arfwire_desk_test_{}_{}_{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        let _ = admin.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.database(&name))
-            .await
-            .unwrap_or_else(|e| unreachable(&url, e));
-        Store::from_pool(pool.clone())
-            .migrate()
-            .await
-            .expect("migrations apply");
-        TestDb { name, pool }
+        let db = TestDatabase::migrated("arfwire_desk_test", 4).await;
+        TestDb {
+            pool: db.pool().clone(),
+            _db: db,
+        }
     }
 
     pub(crate) async fn count(&self, sql: &'static str) -> i64 {
@@ -104,38 +51,6 @@ impl TestDb {
         }
         tx.commit().await.expect("commit");
         applied
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Runs during a failing test's unwinding too, so use a runtime of its own. WITH
-        // (FORCE) ends the pool's connections from the server side.
-        let name = self.name.clone();
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let url = server_url();
-                let Ok(options) = PgConnectOptions::from_str(&url) else {
-                    return;
-                };
-                let Ok(mut admin) = PgConnection::connect_with(&options).await else {
-                    return;
-                };
-                let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                if let Err(e) = sqlx::query(AssertSqlSafe(statement))
-                    .execute(&mut admin)
-                    .await
-                {
-                    eprintln!("could not drop test database {name}: {e}");
-                }
-                let _ = admin.close().await;
-            });
-        });
-        let _ = dropper.join();
     }
 }
 
