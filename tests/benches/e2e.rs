@@ -41,7 +41,6 @@ use arfwire_kafka::{
 use arfwire_lmtp::{LmtpConfig, Server};
 use arfwire_raw::{Channel, RawSubmission};
 use arfwire_worker::{Pipeline, Worker, WorkerConfig};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -71,13 +70,6 @@ fn fixture(name: &str) -> Vec<u8> {
         .join("../fixtures")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// N distinct messages of about 4 KB with CRLF line endings.
@@ -416,7 +408,7 @@ async fn end_to_end(
     let messages: Vec<(Vec<u8>, String)> = messages(n, &suffix)
         .into_iter()
         .map(|m| {
-            let id = event_id(&sha256_hex(&m), 0);
+            let id = event_id(&arfwire_raw::sha256_hex(&m), 0);
             (wire(&m), id)
         })
         .collect();
@@ -504,21 +496,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing of ours either.
     let n = env_usize("ARFWIRE_E2E_N", 10_000);
     let connections = env_usize("ARFWIRE_E2E_CONNECTIONS", 16);
-    let bootstrap = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let first = bootstrap
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let reachable = first.parse::<SocketAddr>().ok().is_some_and(|addr| {
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
-    });
-    assert!(
-        reachable,
-        "no Kafka broker reachable at {bootstrap} (KAFKA_BOOTSTRAP): start one with \
-         `scripts/services.sh up`"
-    );
+    let bootstrap = arfwire_kafka::testing::broker_bootstrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -60,3 +60,22 @@ pub fn unique_suffix() -> String {
         .map_or(0, |d| d.subsec_nanos());
     format!("t{}-{n}-{nanos:x}", std::process::id())
 }
+
+/// The bootstrap servers of the real test broker: `KAFKA_BOOTSTRAP`, default
+/// `127.0.0.1:9092`. Panics with how to start one when none of them answers, so a test that
+/// needs the broker fails instead of skipping.
+pub fn broker_bootstrap() -> String {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let bootstrap =
+        std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let reachable = bootstrap
+        .split(',')
+        .filter_map(|server| server.trim().to_socket_addrs().ok())
+        .flatten()
+        .any(|addr| TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_ok());
+    assert!(
+        reachable,
+        "no Kafka broker at {bootstrap} (KAFKA_BOOTSTRAP): start one with `scripts/services.sh up`"
+    );
+    bootstrap
+}

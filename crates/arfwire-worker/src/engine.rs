@@ -138,7 +138,7 @@ impl<P: Processor> Engine<P> {
                 .dead_letter(&record, error, crashes, Utc::now(), "crash")
                 .await;
             if outcome == RecordOutcome::DeadLettered {
-                self.journal_write(|j| j.clear(&key));
+                self.clear_suspect(&key);
             }
             return outcome;
         }
@@ -168,7 +168,7 @@ impl<P: Processor> Engine<P> {
                     Publish::Done => {
                         self.done(&record);
                         if suspect {
-                            self.journal_write(|j| j.clear(&key));
+                            self.clear_suspect(&key);
                         }
                         let (events, rejected) = count(&outputs);
                         self.stats.published(events, rejected);
@@ -208,7 +208,7 @@ impl<P: Processor> Engine<P> {
                     .dead_letter(&record, error, attempts, first, "processing")
                     .await;
                 if suspect && outcome == RecordOutcome::DeadLettered {
-                    self.journal_write(|j| j.clear(&key));
+                    self.clear_suspect(&key);
                 }
                 return outcome;
             }
@@ -254,7 +254,14 @@ impl<P: Processor> Engine<P> {
         {
             error!(%error, "cannot write the crash journal; a record that kills the process would not be recognised");
         }
-        metrics::gauge!(names::CRASH_SUSPECTS).set(journal.suspect_count() as f64);
+    }
+
+    /// A suspect is finished: forget its crashes.
+    fn clear_suspect(&self, key: &str) {
+        self.journal_write(|j| j.clear(key));
+        if let Some(journal) = &self.journal {
+            metrics::gauge!(names::CRASH_SUSPECTS).set(journal.suspect_count() as f64);
+        }
     }
 
     async fn process_contained(&self, record: RawRecord) -> (Option<RawRecord>, Attempt) {

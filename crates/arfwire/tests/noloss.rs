@@ -58,23 +58,7 @@ const STEP: Duration = Duration::from_secs(30);
 
 /// The shared broker, which must be reachable: the test fails (never skips) otherwise.
 fn bootstrap() -> String {
-    let servers = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let first = servers
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let reachable = first
-        .parse::<SocketAddr>()
-        .ok()
-        .is_some_and(|addr| StdTcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    assert!(
-        reachable,
-        "no Kafka broker reachable at {servers} (KAFKA_BOOTSTRAP): start one with \
-         `scripts/services.sh up`"
-    );
-    servers
+    arfwire_kafka::testing::broker_bootstrap()
 }
 
 /// A suffix no other test (in this or another process) uses.

@@ -2,11 +2,10 @@
 //! running: these tests fail, never skip, when it is not.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arfwire_kafka::testing::unique_suffix;
+use arfwire_kafka::testing::{broker_bootstrap, unique_suffix};
 use arfwire_kafka::{
     EventProducer, KafkaConfig, RawConsumer, RawProducer, TopicNames, TopicStatus, ensure_topics,
 };
@@ -22,17 +21,7 @@ const T: Duration = Duration::from_secs(5);
 /// A configuration for the test broker with topics of this test's own, which exist with
 /// `partitions` partitions.
 async fn broker_config(partitions: i32) -> KafkaConfig {
-    let bootstrap =
-        std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-    let reachable = bootstrap
-        .split(',')
-        .filter_map(|server| server.trim().to_socket_addrs().ok())
-        .flatten()
-        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    assert!(
-        reachable,
-        "no Kafka broker at {bootstrap} (KAFKA_BOOTSTRAP): start one with `scripts/services.sh up`"
-    );
+    let bootstrap = broker_bootstrap();
     let mut config = KafkaConfig::new(bootstrap);
     config.client_id = "arfwire-test".to_owned();
     config.topics = TopicNames::with_suffix(&unique_suffix());

@@ -7,33 +7,20 @@
 //! exactly what it was asked for.
 
 use std::collections::BTreeSet;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arfwire_events::Output;
-use arfwire_kafka::testing::unique_suffix;
-use arfwire_kafka::{
-    EventProducer, KafkaConfig, RawConsumer, RawProducer, StartPosition, TopicNames, ensure_topics,
-};
+use arfwire_kafka::testing::{broker_bootstrap, unique_suffix};
+use arfwire_kafka::{EventProducer, KafkaConfig, RawProducer, TopicNames, ensure_topics};
 use arfwire_raw::{RawSubmission, Submitter};
 use arfwire_worker::{Processor, ReplayFrom, replay};
 use chrono::Utc;
 
-use crate::support::{fast_config, pipeline, submission, within};
+use crate::support::{drain, fast_config, pipeline, submission, within};
 
 async fn broker_config(partitions: i32) -> KafkaConfig {
-    let bootstrap =
-        std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-    let reachable = bootstrap
-        .split(',')
-        .filter_map(|server| server.trim().to_socket_addrs().ok())
-        .flatten()
-        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    assert!(
-        reachable,
-        "no Kafka broker at {bootstrap} (KAFKA_BOOTSTRAP): start one with `scripts/services.sh up`"
-    );
+    let bootstrap = broker_bootstrap();
     let mut config = KafkaConfig::new(bootstrap);
     config.client_id = "arfwire-replay-test".to_owned();
     config.topics = TopicNames::with_suffix(&unique_suffix());
@@ -74,27 +61,16 @@ async fn produce_batched(config: &KafkaConfig, submissions: &[RawSubmission]) {
 
 /// Every output id on the rejected topic now.
 async fn rejected_ids(config: &KafkaConfig) -> Vec<String> {
-    let mut reader = config.clone();
-    reader.topics = TopicNames::with_suffix("unused-by-the-reader");
-    reader.topics.raw = config.topics.rejected.clone();
-    let group = format!("reader-{}", unique_suffix());
-    let consumer = RawConsumer::assign(
-        &reader,
-        &group,
-        StartPosition::Beginning,
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("reader");
-    let mut ids = Vec::new();
-    while let Ok(Ok(record)) =
-        tokio::time::timeout(Duration::from_millis(1500), consumer.recv()).await
-    {
-        let output =
-            Output::from_json(&String::from_utf8_lossy(record.payload())).expect("an output");
-        ids.push(output.event_id().to_owned());
-    }
-    ids
+    drain(config, &config.topics.rejected, 1500)
+        .await
+        .iter()
+        .map(|record| {
+            Output::from_json(&String::from_utf8_lossy(record.payload()))
+                .expect("an output")
+                .event_id()
+                .to_owned()
+        })
+        .collect()
 }
 
 fn ids_of(submissions: &[RawSubmission]) -> BTreeSet<String> {

@@ -260,3 +260,22 @@ pub(crate) fn expected_outputs(submissions: &[RawSubmission]) -> Vec<Output> {
         .flat_map(|raw| pipeline.process(raw).expect("fixtures process"))
         .collect()
 }
+
+/// Every record of `topic` at this moment, from its beginning: read until nothing comes for
+/// `quiet_ms`.
+pub(crate) async fn drain(config: &KafkaConfig, topic: &str, quiet_ms: u64) -> Vec<RawRecord> {
+    let mut reader = config.clone();
+    reader.topics = arfwire_kafka::TopicNames::with_suffix("unused-by-the-reader");
+    reader.topics.raw = topic.to_owned();
+    let group = format!("reader-{}", arfwire_kafka::testing::unique_suffix());
+    let consumer = RawConsumer::assign(&reader, &group, StartPosition::Beginning, T)
+        .await
+        .expect("reader assigned");
+    let mut records = Vec::new();
+    while let Ok(Ok(record)) =
+        tokio::time::timeout(Duration::from_millis(quiet_ms), consumer.recv()).await
+    {
+        records.push(record);
+    }
+    records
+}

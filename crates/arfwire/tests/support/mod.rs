@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -40,18 +40,7 @@ pub(crate) fn run(command: &mut Command, what: &str) -> Output {
 
 /// The broker address, which must answer: a missing broker fails the test.
 pub(crate) fn bootstrap() -> String {
-    let bootstrap =
-        std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-    let reachable = bootstrap
-        .split(',')
-        .filter_map(|server| server.trim().to_socket_addrs().ok())
-        .flatten()
-        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    assert!(
-        reachable,
-        "no Kafka broker at {bootstrap} (KAFKA_BOOTSTRAP): start one with `scripts/services.sh up`"
-    );
-    bootstrap
+    arfwire_kafka::testing::broker_bootstrap()
 }
 
 pub(crate) fn database_url(db: &str) -> String {
